@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite on real MariaDB, Redis and Celery workers, plus lint and types.
+# Usage: scripts/test.sh [extra pytest arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy (matching core, commands, replay)"
+.venv/bin/mypy
+echo "== pytest"
+DJANGO_SETTINGS_MODULE=settings.test .venv/bin/python -m pytest \
+  --cov --cov-report=term --cov-report=xml "$@"

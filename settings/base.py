@@ -1,0 +1,167 @@
+"""Every setting of the project, read from the environment (``settings.env`` helpers fail loudly).
+
+``dev.py``, ``test.py`` and ``prod.py`` only override. Defaults work on a development machine:
+MariaDB and Redis on 127.0.0.1, root with an empty password.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from settings.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# A development-only key; prod.py refuses to start without DJANGO_SECRET_KEY.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-development-key-do-not-use-in-production")
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_prometheus",
+    "orders",
+    "matching.apps.MatchingConfig",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "spot.correlation.CorrelationIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "spot.urls"
+WSGI_APPLICATION = "spot.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# MariaDB/MySQL through mysqlclient. READ COMMITTED: the matcher and intake touch disjoint rows
+# and need no gap locks; REPEATABLE READ's gap locks turn concurrent intake inserts into deadlocks.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.mysql",
+        "NAME": env_str("MYSQL_DATABASE", "spot"),
+        "USER": env_str("MYSQL_USER", "root"),
+        "PASSWORD": env_str("MYSQL_PASSWORD", ""),
+        "HOST": env_str("MYSQL_HOST", "127.0.0.1"),
+        "PORT": env_int("MYSQL_PORT", 3306),
+        "CONN_MAX_AGE": env_int("MYSQL_CONN_MAX_AGE", 60),
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {"charset": "utf8mb4", "isolation_level": "read committed"},
+        "TEST": {"NAME": env_str("MYSQL_TEST_DATABASE", "test_spot"), "CHARSET": "utf8mb4"},
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "spot.errors.exception_handler",
+}
+
+# --- Celery -------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1")
+CELERY_RESULT_BACKEND = None  # matching tasks report through the DB and metrics, not results
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery >= 5.6 closes Django's DB connection around every task unless this is set; the matcher
+# runs thousands of tasks a second and must keep its connections.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1_000_000)
+CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower shows tasks live
+CELERY_TASK_SEND_SENT_EVENT = True
+
+# --- Matching -----------------------------------------------------------------------------------
+MATCHING_BATCH_SIZE = env_int("MATCHING_BATCH_SIZE", 50)  # FR-PF-005; larger trades latency for throughput
+MATCHING_CONSUMER_GROUP = "matching-engine-group"  # FR-DS-003
+MATCHING_RECLAIM_IDLE_MS = env_int("MATCHING_RECLAIM_IDLE_MS", 60_000)  # FR-DS-003: reclaim after 60 s
+MATCHING_MAX_DELIVERIES = env_int("MATCHING_MAX_DELIVERIES", 3)  # FR-RL-003: then the dead letter queue
+MATCHING_LEASE_TTL_MS = env_int("MATCHING_LEASE_TTL_MS", 10_000)
+MATCHING_IDLE_BLOCK_MS = env_int("MATCHING_IDLE_BLOCK_MS", 1_000)
+# Market code -> Celery queue; a market not listed goes to "match_<coin>" (btc_usdt -> match_btc).
+MATCHING_QUEUES: dict[str, str] = {}
+MATCHING_REDIS_URL = env_str("MATCHING_REDIS_URL", REDIS_URL)
+ORDER_CACHE_TTL = 3600  # FR-DS-002
+ORDER_SWEEP_AFTER_S = env_int("ORDER_SWEEP_AFTER_S", 5)  # a `new` order this old is re-pushed
+# A market buy given in base quantity holds quantity x reference price x (1 + collar); it never
+# spends more than that (price protection, as large exchanges do).
+MARKET_BUY_COLLAR = env_str("MARKET_BUY_COLLAR", "0.05")
+FEE_ACCOUNT_USERNAME = "fees"
+
+# --- Resilience (FR-RL-001, FR-RL-002) -----------------------------------------------------------
+RETRY_MAX_RETRIES = env_int("RETRY_MAX_RETRIES", 3)
+RETRY_BASE_S = env_float("RETRY_BASE_S", 0.1)
+RETRY_CAP_S = env_float("RETRY_CAP_S", 30.0)
+RETRY_JITTER = env_float("RETRY_JITTER", 0.1)
+BREAKER_FAILURE_THRESHOLD = env_int("BREAKER_FAILURE_THRESHOLD", 5)
+BREAKER_RESET_S = env_float("BREAKER_RESET_S", 30.0)
+BREAKER_HALF_OPEN_CALLS = env_int("BREAKER_HALF_OPEN_CALLS", 3)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"correlation": {"()": "spot.correlation.CorrelationIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["correlation"]},
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
+
+# Django caps Meta.indexes names at 30 characters for Oracle; MariaDB allows 64 and FR-DB-001 names
+# an index idx_orders_currency_coin_status (31 characters).
+SILENCED_SYSTEM_CHECKS = ["models.E034"]

@@ -1,0 +1,3 @@
+from settings.base import *  # noqa: F403
+
+DEBUG = True
