@@ -8,8 +8,9 @@ library only, so the replay runs without Django.
     {"op":"cancel","id":17}
 
 Pipeline entries may also carry ``market`` (the market's code, e.g. ``btc_usdt``), ``user`` on a
-cancel, ``cid`` (the correlation id, FR-OB-002) and ``quote_budget`` (the most a market buy may
-spend, in the quote asset). Amounts are decimal strings, never JSON numbers: floats would lose money.
+cancel, ``cid`` (the correlation id, FR-OB-002), ``quote_budget`` (the most a market buy may
+spend, in the quote asset) and ``held`` (what intake reserved for the order; the matcher releases
+exactly what fills did not consume). The replay ignores ``held``. Amounts are decimal strings, never JSON numbers: floats would lose money.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from matching.core.model import OrderType, Side, TimeInForce
 
 PLACE_FIELDS = frozenset(
-    {"op", "id", "user", "side", "type", "price", "quantity", "tif", "quote_budget", "market", "cid"}
+    {"op", "id", "user", "side", "type", "price", "quantity", "tif", "quote_budget", "held", "market", "cid"}
 )
 CANCEL_FIELDS = frozenset({"op", "id", "user", "market", "cid"})
 
@@ -41,6 +42,7 @@ class PlaceCommand:
     price: Decimal | None = None
     tif: TimeInForce = TimeInForce.GTC
     quote_budget: Decimal | None = None
+    held: Decimal | None = None
     market: str | None = None
     cid: str | None = None
 
@@ -58,6 +60,8 @@ class PlaceCommand:
             data["price"] = str(self.price)
         if self.quote_budget is not None:
             data["quote_budget"] = str(self.quote_budget)
+        if self.held is not None:
+            data["held"] = str(self.held)
         if self.market is not None:
             data["market"] = self.market
         if self.cid is not None:
@@ -113,10 +117,11 @@ def from_dict(data: object) -> Command:
             user=_int(data, "user", default=0),
             side=_enum(data, "side", Side, None),
             type=order_type,
-            quantity=_decimal(data, "quantity", required=True),
+            quantity=_required_decimal(data, "quantity"),
             price=_decimal(data, "price"),
             tif=_enum(data, "tif", TimeInForce, TimeInForce.GTC),
             quote_budget=_decimal(data, "quote_budget"),
+            held=_decimal(data, "held"),
             market=_str(data, "market"),
             cid=_str(data, "cid"),
         )
@@ -171,10 +176,15 @@ def _enum(data: dict[str, Any], name: str, enum: Any, default: Any) -> Any:
         raise MalformedCommand(f'"{name}" must be one of {choices}, not {value!r}') from None
 
 
-def _decimal(data: dict[str, Any], name: str, *, required: bool = False) -> Decimal | None:
+def _required_decimal(data: dict[str, Any], name: str) -> Decimal:
+    amount = _decimal(data, name)
+    if amount is None:
+        raise MalformedCommand(f'"{name}" is required')
+    return amount
+
+
+def _decimal(data: dict[str, Any], name: str) -> Decimal | None:
     if name not in data:
-        if required:
-            raise MalformedCommand(f'"{name}" is required')
         return None
     value = data[name]
     if not isinstance(value, str):

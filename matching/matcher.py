@@ -40,7 +40,7 @@ class MarketMatcher:
     ``price * quantity`` inside the core.
     """
 
-    __slots__ = ("book", "price_step", "quantity_step", "notional_step")
+    __slots__ = ("book", "notional_step", "price_step", "quantity_step")
 
     def __init__(self, price_step: Decimal, quantity_step: Decimal, book: OrderBook | None = None) -> None:
         self.book = book if book is not None else OrderBook()

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
 from matching.commands import MalformedCommand, PlaceCommand, decode
 from matching.core import CancelResult, PlaceResult, from_units, plain
@@ -25,7 +26,7 @@ def _amount(units: int) -> str:
     return plain(from_units(units, STEP))
 
 
-def run(stdin: Iterable[str] | Iterable[bytes], stdout: TextIO, stderr: TextIO) -> int:
+def run(stdin: Iterable[str | bytes], stdout: TextIO, stderr: TextIO) -> int:
     """Replay ``stdin`` into ``stdout``; returns the exit status (0, or 2 on a malformed line).
 
     ``stdin`` yields text lines, or byte lines that must be UTF-8 (a line that is not is malformed).
@@ -39,15 +40,17 @@ def run(stdin: Iterable[str] | Iterable[bytes], stdout: TextIO, stderr: TextIO) 
         write(dumps(event))
         write("\n")
 
-    for number, line in enumerate(stdin, start=1):
-        if not line.strip():
+    for number, raw in enumerate(stdin, start=1):
+        if not raw.strip():
             continue
         try:
-            if isinstance(line, bytes):
+            if isinstance(raw, bytes):
                 try:
-                    line = line.decode("utf-8")
+                    line = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     raise MalformedCommand(f"not UTF-8 ({exc})") from None
+            else:
+                line = raw
             command = decode(line)
         except MalformedCommand as exc:
             stdout.flush()
@@ -82,7 +85,14 @@ def run(stdin: Iterable[str] | Iterable[bytes], stdout: TextIO, stderr: TextIO) 
             )
         else:
             assert isinstance(outcome, CancelResult)
-            emit({"event": "order", "id": outcome.order_id, "status": "canceled", "executed_quantity": _amount(outcome.filled)})
+            emit(
+                {
+                    "event": "order",
+                    "id": outcome.order_id,
+                    "status": "canceled",
+                    "executed_quantity": _amount(outcome.filled),
+                }
+            )
     bids, asks = matcher.book.depth()
     emit(
         {

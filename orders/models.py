@@ -197,6 +197,7 @@ class MatcherCheckpoint(models.Model):
 
     market = models.OneToOneField(Market, on_delete=models.CASCADE, primary_key=True, related_name="checkpoint")
     last_entry = models.CharField(max_length=40, default="0-0")
+    last_seq = models.BigIntegerField(default=0)  # the highest order sequence number given so far
     epoch = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 

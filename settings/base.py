@@ -133,6 +133,8 @@ MATCHING_IDLE_BLOCK_MS = env_int("MATCHING_IDLE_BLOCK_MS", 1_000)
 # Market code -> Celery queue; a market not listed goes to "match_<coin>" (btc_usdt -> match_btc).
 MATCHING_QUEUES: dict[str, str] = {}
 MATCHING_REDIS_URL = env_str("MATCHING_REDIS_URL", REDIS_URL)
+MATCHING_RECORD_LATENCY = env_bool("MATCHING_RECORD_LATENCY", False)  # per-order latencies for the loadtest
+MATCHER_METRICS_PORT = env_int("MATCHER_METRICS_PORT", 0)  # 0: the matcher serves no /metrics
 ORDER_CACHE_TTL = 3600  # FR-DS-002
 ORDER_SWEEP_AFTER_S = env_int("ORDER_SWEEP_AFTER_S", 5)  # a `new` order this old is re-pushed
 # A market buy given in base quantity holds quantity x reference price x (1 + collar); it never
@@ -165,3 +167,8 @@ LOGGING = {
 # Django caps Meta.indexes names at 30 characters for Oracle; MariaDB allows 64 and FR-DB-001 names
 # an index idx_orders_currency_coin_status (31 characters).
 SILENCED_SYSTEM_CHECKS = ["models.E034"]
+
+CELERY_BEAT_SCHEDULE = {
+    "ensure-matchers": {"task": "matching.ensure_matchers", "schedule": 2.0, "options": {"expires": 2.0}},
+    "sweep-unqueued-orders": {"task": "orders.sweep_unqueued", "schedule": 5.0, "options": {"expires": 5.0}},
+}

@@ -17,8 +17,8 @@ integer lots; matching is deterministic (same commands, same results).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from heapq import heapify, heappop, heappush, nlargest, nsmallest
-from typing import Iterator
 
 from matching.core.errors import DuplicateOrder, InvalidOrder, UnknownOrder
 from matching.core.model import (
@@ -44,14 +44,14 @@ class OrderBook:
     """Price-time priority limit order book with lazy cancel. Not thread-safe: one writer."""
 
     __slots__ = (
-        "_bids",
+        "_ask_levels",
         "_asks",
         "_bid_levels",
-        "_ask_levels",
-        "_orders",
-        "_dead_bids",
+        "_bids",
         "_dead_asks",
+        "_dead_bids",
         "_next_seq",
+        "_orders",
     )
 
     def __init__(self) -> None:
@@ -204,9 +204,7 @@ class OrderBook:
                 level[1] -= 1
                 if not level[1]:
                     del levels[maker_price]
-            trades.append(
-                Trade(order_id, maker.id, user, maker.user, side, maker_price, fill, maker.remaining)
-            )
+            trades.append(Trade(order_id, maker.id, user, maker.user, side, maker_price, fill, maker.remaining))
 
         filled = quantity - remaining
         result.filled = filled

@@ -41,11 +41,9 @@ class Order:
     ``remaining == 0`` marks an order as dead; the book uses that for lazy deletion from its heaps.
     """
 
-    __slots__ = ("id", "user", "side", "price", "quantity", "remaining", "filled", "seq")
+    __slots__ = ("filled", "id", "price", "quantity", "remaining", "seq", "side", "user")
 
-    def __init__(
-        self, id: int, user: int, side: Side, price: int, quantity: int, seq: int, filled: int = 0
-    ) -> None:
+    def __init__(self, id: int, user: int, side: Side, price: int, quantity: int, seq: int, filled: int = 0) -> None:
         self.id = id
         self.user = user
         self.side = side

@@ -1,0 +1,532 @@
+"""The matching engine of one market: stream batch -> heap book -> one DB transaction -> ack -> cache.
+
+One engine per market per matcher process, and one matcher per market (``MarketLease``). The book is
+rebuilt from the DB when the engine starts (open orders in ``seq`` order, then ``check_invariants()``);
+pending stream entries are replayed, and entries at or below the checkpoint stored with the last
+committed batch are acknowledged without being applied again.
+
+Money inside the batch is integer: ticks and lots for the core, and "base units" of 1e-10 (the
+schema's ``decimal_places``) for balances and fees, so every sum is exact and conserved.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+
+import redis
+from django.conf import settings
+
+from matching.commands import MalformedCommand, PlaceCommand, decode
+from matching.core import CancelResult, OrderBook, PlaceResult, Side, to_units
+from matching.lease import MarketLease
+from matching.matcher import MarketMatcher, Rejected
+from matching.queue import Entry, RedisStreamOrderQueue, entry_key
+from matching.store import BatchWrite, MatchStore
+from spot import metrics
+from spot.resilience import CircuitBreaker, is_transient
+
+logger = logging.getLogger(__name__)
+
+BASE = Decimal("1E-10")  # one base unit: the finest amount a DecimalField(30, 10) holds
+BASE_PER_UNIT = 10**10
+BOOK_PUBLISH_INTERVAL_S = 0.1  # top of book for intake's market-buy reference and the API
+BOOK_DEPTH_LEVELS = 20
+
+
+def base_str(units: int) -> str:
+    """Base units (1e-10) as a plain decimal string; exact, no exponent."""
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(units), BASE_PER_UNIT)
+    return f"{sign}{whole}.{frac:010d}"
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSpec:
+    """What the engine needs of a market row, with its steps in base units."""
+
+    id: int
+    code: str
+    coin: str
+    currency: str
+    tick_size: Decimal
+    lot_size: Decimal
+    maker_fee: tuple[int, int]  # rate as numerator, denominator
+    taker_fee: tuple[int, int]
+    lot_base: int  # one lot in base units
+    notional_base: int  # one tick x one lot in base units
+
+    @classmethod
+    def from_market(cls, market: object) -> MarketSpec:
+        tick, lot = market.tick_size, market.lot_size  # type: ignore[attr-defined]
+        return cls(
+            id=market.id,  # type: ignore[attr-defined]
+            code=market.code,  # type: ignore[attr-defined]
+            coin=market.coin,  # type: ignore[attr-defined]
+            currency=market.currency,  # type: ignore[attr-defined]
+            tick_size=tick,
+            lot_size=lot,
+            maker_fee=Decimal(market.maker_fee_rate).as_integer_ratio(),  # type: ignore[attr-defined]
+            taker_fee=Decimal(market.taker_fee_rate).as_integer_ratio(),  # type: ignore[attr-defined]
+            lot_base=to_units(lot, BASE, what="lot size"),
+            # A market whose tick x lot is finer than 1e-10 could not settle exactly; intake refuses it.
+            notional_base=to_units(tick * lot, BASE, what="tick size x lot size"),
+        )
+
+
+class NotOwner(Exception):
+    """Another matcher holds this market's lease; this one does not match."""
+
+
+class _Batch:
+    """Accumulates one batch's effects: order rows by id, trades, balance deltas in base units."""
+
+    __slots__ = ("applied", "balances", "orders", "trades")
+
+    def __init__(self) -> None:
+        self.orders: dict[int, list[object]] = {}
+        self.trades: list[list[object]] = []
+        self.balances: dict[tuple[int, str], list[int]] = {}
+        self.applied = 0
+
+    def move(self, user: int, asset: str, total: int, held: int) -> None:
+        delta = self.balances.get((user, asset))
+        if delta is None:
+            self.balances[(user, asset)] = [total, held]
+        else:
+            delta[0] += total
+            delta[1] += held
+
+
+class MatchingEngine:
+    """Drains one market's stream into its in-memory book and the DB. Not thread-safe."""
+
+    def __init__(
+        self,
+        spec: MarketSpec,
+        *,
+        redis_client: redis.Redis,
+        store: MatchStore | None = None,
+        fee_account_id: int,
+        batch_size: int | None = None,
+        breaker: CircuitBreaker | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spec = spec
+        self.market = spec.code
+        self.redis = redis_client
+        self.store = store or MatchStore()
+        self.fee_account_id = fee_account_id
+        self.batch_size = batch_size or settings.MATCHING_BATCH_SIZE
+        self.breaker = breaker or CircuitBreaker.from_settings(f"db:{spec.code}")
+        self.clock = clock
+        self.queue = RedisStreamOrderQueue(redis_client, spec.code, dead_letter_sink=self._store_dead_letter)
+        self.lease = MarketLease(redis_client, spec.code, settings.MATCHING_LEASE_TTL_MS)
+        self.matcher: MarketMatcher | None = None  # None until started, and again when the book is stale
+        self.epoch = 0
+        self.checkpoint = (0, 0)
+        self.last_seq = 0
+        # Per resting order: [filled lots, quote in tick-lots, fee in base units]; the core keeps
+        # prices and quantities, this keeps what the order row needs beyond them.
+        self.ledger: dict[int, list[int]] = {}
+        # A batch applied in memory whose write failed transiently: written again before anything else.
+        self._unsettled: tuple[BatchWrite, list[Entry], list[str], list[str]] | None = None
+        self._isolate = 0  # after a batch failed for a non-transient reason: this many batches of one
+        self._statements_reported = 0
+        self._book_published_at = 0.0
+        self.batches = 0
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self.matcher is not None
+
+    def start(self) -> None:
+        """Take the lease, fence former owners, rebuild the book from the DB and check it.
+
+        Raises ``NotOwner`` when another matcher holds the market.
+        """
+        if not self.lease.acquire():
+            raise NotOwner(f"market {self.market} is matched by {self.lease.owner()}; this worker stands by")
+        self.queue.ensure_group()
+        self.epoch, last_entry, self.last_seq = self.store.claim_epoch(self.spec.id)
+        self.checkpoint = entry_key(last_entry)
+        started = time.perf_counter()
+        self.matcher = self._rebuild()
+        self._unsettled = None
+        self.queue.nack(["*"])  # deliver again what a predecessor (or a failed batch) left pending
+        logger.info(
+            "matcher %s started: epoch %s, %s resting orders rebuilt in %.2f s, checkpoint %s",
+            self.market,
+            self.epoch,
+            len(self.matcher.book),
+            time.perf_counter() - started,
+            last_entry,
+        )
+
+    def stop(self) -> None:
+        self.matcher = None
+        self.ledger = {}
+        self.lease.release()
+        self.store.close()
+
+    def _rebuild(self) -> MarketMatcher:
+        spec = self.spec
+        book = OrderBook()
+        ledger: dict[int, list[int]] = {}
+        for row in self.store.open_orders(spec.coin, spec.currency):
+            filled = to_units(row.executed_quantity, spec.lot_size, what="executed quantity")
+            book.restore(
+                row.id,
+                row.user_id,
+                Side(row.side),
+                to_units(row.price, spec.tick_size, what="price"),
+                to_units(row.quantity, spec.lot_size, what="quantity"),
+                filled,
+                row.seq or 0,
+            )
+            ledger[row.id] = [
+                filled,
+                to_units(row.executed_quote, spec.tick_size * spec.lot_size, what="executed quote"),
+                to_units(row.fee, BASE, what="fee"),
+            ]
+        book.check_invariants()
+        # Sequence numbers continue after the highest ever given, not only the highest resting.
+        self.last_seq = max(self.last_seq, book.next_seq - 1)
+        self.ledger = ledger
+        return MarketMatcher(spec.tick_size, spec.lot_size, book)
+
+    # -- draining ------------------------------------------------------------------------------
+
+    def drain(self, *, max_seconds: float = 0.25, block_ms: int | None = None) -> int:
+        """Process batches until the stream is empty or ``max_seconds`` passed; returns commands handled.
+
+        With ``block_ms``, an empty stream is waited on that long first (one blocking read).
+        Raises ``NotOwner``, ``CircuitOpen`` or a transient DB/Redis error (the caller retries).
+        """
+        if not self.started:
+            self.start()
+        elif not self.lease.renew_if_due():
+            self.stop()
+            raise NotOwner(f"market {self.market}: lease lost")
+        deadline = time.monotonic() + max_seconds
+        handled = 0
+        while True:
+            n = self.drain_batch(block_ms=block_ms if handled == 0 else None)
+            handled += n
+            if n == 0 or time.monotonic() >= deadline:
+                return handled
+            self.lease.renew_if_due()
+
+    def drain_batch(self, block_ms: int | None = None) -> int:
+        """One batch: settle any batch left unwritten, pop, match, write, ack, cache. Returns entries handled."""
+        assert self.matcher is not None, "start() first"
+        if self._unsettled is not None:
+            self._settle_again()
+        size = 1 if self._isolate else self.batch_size
+        entries = self.queue.pop(size, block_ms)
+        if not entries:
+            return 0
+        if self._isolate:
+            self._isolate -= 1
+        batch = _Batch()
+        write = BatchWrite()
+        to_ack: list[str] = []
+        retry: list[str] = []
+        for entry in entries:
+            key = entry_key(entry.id)
+            try:
+                if key <= self.checkpoint:
+                    # Committed before a crash: acknowledge without applying. A malformed entry was
+                    # never applied, so it goes on towards the dead letter queue instead.
+                    decode(entry.data)
+                    to_ack.append(entry.id)
+                    continue
+                self._apply(entry, batch)
+            except MalformedCommand as exc:
+                self._poison(entry, f"malformed command: {exc}", retry)
+                continue
+            except Exception as exc:  # noqa: BLE001 - any bug isolates its entry; _abandon logs it
+                self._abandon(entries, entry, exc)
+                return len(entries)
+            to_ack.append(entry.id)
+            self.checkpoint = key
+            write.last_entry = entry.id
+        write.last_seq = self.last_seq
+        write.orders = [[oid, *row] for oid, row in batch.orders.items()]
+        write.trades = batch.trades
+        write.balances = [[u, a, base_str(t), base_str(h)] for (u, a), (t, h) in sorted(batch.balances.items())]
+        self._unsettled = (write, entries, to_ack, retry)
+        try:
+            self._write(write)
+        except Exception as exc:
+            if is_transient(exc):
+                raise  # kept in _unsettled; the task retries with backoff and writes it again
+            self._unsettled = None
+            self._abandon(entries, entries[0] if len(entries) == 1 else None, exc)
+            return len(entries)
+        self._unsettled = None
+        self._after_commit(write, entries, to_ack, retry)
+        return len(entries)
+
+    def _abandon(self, entries: list[Entry], culprit: Entry | None, exc: Exception) -> None:
+        """A bug, not a passing fault: nothing of the batch is written, the book is rebuilt from the DB
+        and the batch delivered again, one entry at a time, so the entry at fault is isolated and, after
+        ``MATCHING_MAX_DELIVERIES``, dead-lettered while the others flow."""
+        logger.error("matcher %s: batch of %s failed: %r", self.market, len(entries), exc, exc_info=exc)
+        metrics.ERRORS.labels(self.market, type(exc).__name__).inc()
+        if culprit is not None and culprit.deliveries >= settings.MATCHING_MAX_DELIVERIES:
+            self.queue.send_to_dlq(culprit.id, culprit.data, f"{type(exc).__name__}: {exc}")
+        self.queue.nack([e.id for e in entries])
+        self._isolate = len(entries)
+        self.matcher = None
+        self.start()
+
+    # -- applying one command ------------------------------------------------------------------
+
+    def _apply(self, entry: Entry, batch: _Batch) -> None:
+        command = decode(entry.data)
+        if command.market is not None and command.market != self.market:
+            raise MalformedCommand(f"market {command.market!r} does not belong to stream {self.market!r}")
+        matcher = self.matcher
+        assert matcher is not None
+        if isinstance(command, PlaceCommand):
+            if command.id in matcher.book:
+                logger.warning("matcher %s: order %s is already resting; duplicate entry ignored", self.market, command.id)
+                return
+            self.last_seq += 1
+            outcome = matcher.place(command, self.last_seq)
+            if isinstance(outcome, Rejected):
+                self._rejected(command, outcome.reason, batch)
+            else:
+                self._placed(command, outcome, batch)
+        else:
+            outcome = matcher.cancel(command)
+            if isinstance(outcome, CancelResult):
+                self._canceled(outcome, batch)
+            else:
+                metrics.ORDERS.labels(self.market, "cancel_rejected").inc()
+                return
+        batch.applied += 1
+
+    def _placed(self, command: PlaceCommand, result: PlaceResult, batch: _Batch) -> None:
+        spec = self.spec
+        coin, currency, fees = spec.coin, spec.currency, self.fee_account_id
+        lot_base, notional_base = spec.lot_base, spec.notional_base
+        taker_fee_base = 0
+        ledger = self.ledger
+        maker_num, maker_den = spec.maker_fee
+        taker_num, taker_den = spec.taker_fee
+        taker_buys = command.side is Side.BUY
+        for trade in result.trades:
+            qty_base = trade.quantity * lot_base
+            quote_base = trade.price * trade.quantity * notional_base
+            if taker_buys:
+                buyer, seller = trade.taker_user, trade.maker_user
+                buyer_fee = qty_base * taker_num // taker_den
+                seller_fee = quote_base * maker_num // maker_den
+                taker_fee_base += buyer_fee
+                maker_fee = seller_fee
+                buy_id, sell_id = trade.taker_id, trade.maker_id
+            else:
+                buyer, seller = trade.maker_user, trade.taker_user
+                buyer_fee = qty_base * maker_num // maker_den
+                seller_fee = quote_base * taker_num // taker_den
+                taker_fee_base += seller_fee
+                maker_fee = buyer_fee
+                buy_id, sell_id = trade.maker_id, trade.taker_id
+            # Fills consume held funds: the buyer's quote at the trade price, the seller's base.
+            batch.move(buyer, coin, qty_base - buyer_fee, 0)
+            batch.move(buyer, currency, -quote_base, -quote_base)
+            batch.move(seller, coin, -qty_base, -qty_base)
+            batch.move(seller, currency, quote_base - seller_fee, 0)
+            batch.move(fees, coin, buyer_fee, 0)
+            batch.move(fees, currency, seller_fee, 0)
+            batch.trades.append(
+                [
+                    buy_id,
+                    sell_id,
+                    command.side.value,
+                    str(trade.price * spec.tick_size),
+                    str(trade.quantity * spec.lot_size),
+                    base_str(buyer_fee),
+                    base_str(seller_fee),
+                ]
+            )
+            maker = ledger[trade.maker_id]
+            maker[0] += trade.quantity
+            maker[1] += trade.price * trade.quantity
+            maker[2] += maker_fee
+            if trade.maker_remaining:
+                self._order_row(batch, trade.maker_id, "partially_filled", maker)
+            else:
+                self._order_row(batch, trade.maker_id, "executed", maker)
+                del ledger[trade.maker_id]
+        metrics.TRADES.labels(self.market).inc(len(result.trades))
+
+        state = [result.filled, result.notional, taker_fee_base]
+        status = result.status.value
+        self._order_row(batch, command.id, status, state, seq=result.seq)
+        # What the order held beyond what its fills consumed: a buy's price improvement, and all of the
+        # unfilled remainder once the order is finished.
+        held_base = to_units(self._held(command), BASE, what="held")
+        if result.remaining:
+            ledger[command.id] = state
+            if taker_buys:
+                assert command.price is not None
+                limit = to_units(command.price, spec.tick_size)
+                release = (limit * result.filled - result.notional) * notional_base
+            else:
+                release = 0
+        elif taker_buys:
+            release = held_base - result.notional * notional_base
+        else:
+            release = held_base - result.filled * lot_base
+        if release:
+            batch.move(command.user, currency if taker_buys else coin, 0, -release)
+        metrics.ORDERS.labels(self.market, status).inc()
+
+    def _rejected(self, command: PlaceCommand, reason: str, batch: _Batch) -> None:
+        logger.warning("matcher %s: order %s rejected: %s", self.market, command.id, reason)
+        batch.orders[command.id] = ["rejected", "0", "0", None, "0", self.last_seq, reason[:200]]
+        held_base = to_units(self._held(command), BASE, what="held")
+        asset = self.spec.currency if command.side is Side.BUY else self.spec.coin
+        if held_base:
+            batch.move(command.user, asset, 0, -held_base)
+        metrics.ORDERS.labels(self.market, "rejected").inc()
+
+    def _canceled(self, result: CancelResult, batch: _Batch) -> None:
+        spec = self.spec
+        state = self.ledger.pop(result.order_id)
+        self._order_row(batch, result.order_id, "canceled", state)
+        if result.side is Side.BUY:
+            batch.move(result.user, spec.currency, 0, -result.price * result.canceled * spec.notional_base)
+        else:
+            batch.move(result.user, spec.coin, 0, -result.canceled * spec.lot_base)
+        metrics.ORDERS.labels(self.market, "canceled").inc()
+
+    def _order_row(self, batch: _Batch, order_id: int, status: str, state: list[int], seq: int | None = None) -> None:
+        spec = self.spec
+        filled, quote, fee = state
+        executed = filled * spec.lot_size
+        executed_quote = quote * spec.tick_size * spec.lot_size
+        average = None
+        if filled:
+            average = str((executed_quote / executed).quantize(BASE, rounding=ROUND_HALF_EVEN))
+        previous = batch.orders.get(order_id)
+        if previous is not None and seq is None:
+            seq = previous[5]  # type: ignore[assignment]
+        batch.orders[order_id] = [status, str(executed), str(executed_quote), average, base_str(fee), seq, None]
+
+    @staticmethod
+    def _held(command: PlaceCommand) -> Decimal:
+        held = getattr(command, "held", None)
+        if held is None:
+            raise MalformedCommand(f"order {command.id}: the entry does not say what the order holds")
+        return held
+
+    # -- poison and dead letters ---------------------------------------------------------------
+
+    def _poison(self, entry: Entry, reason: str, retry: list[str]) -> None:
+        metrics.ERRORS.labels(self.market, "poison").inc()
+        if entry.deliveries >= settings.MATCHING_MAX_DELIVERIES:
+            self.queue.send_to_dlq(entry.id, entry.data, reason)
+        else:
+            logger.warning("matcher %s: entry %s delivery %s failed: %s", self.market, entry.id, entry.deliveries, reason)
+            retry.append(entry.id)
+
+    def _store_dead_letter(self, market: str, entry_id: str, data: bytes, reason: str) -> None:
+        text = data.decode("utf-8", errors="replace")
+        try:
+            cid = str(json.loads(text).get("cid") or "")
+        except (ValueError, AttributeError):
+            cid = ""
+        deliveries = settings.MATCHING_MAX_DELIVERIES
+        self.breaker.call(lambda: self.store.write_dead_letter(market, entry_id, text, reason, cid, deliveries))
+        metrics.DEAD_LETTERS.labels(market).inc()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _write(self, write: BatchWrite) -> None:
+        spec = self.spec
+        self.breaker.call(
+            lambda: self.store.write_batch(
+                write, market_id=spec.id, epoch=self.epoch, coin=spec.coin, currency=spec.currency
+            )
+        )
+
+    def _settle_again(self) -> None:
+        """Write the batch whose write failed, unless it committed after all (the checkpoint says)."""
+        assert self._unsettled is not None
+        write, entries, to_ack, retry = self._unsettled
+        if write.orders:
+            epoch, last_entry = self.breaker.call(lambda: self.store.checkpoint(self.spec.id))
+            if epoch != self.epoch:
+                self.stop()
+                raise NotOwner(f"market {self.market}: fenced out by epoch {epoch}")
+            if entry_key(last_entry) < entry_key(write.last_entry):
+                self._write(write)
+        self._unsettled = None
+        self._after_commit(write, entries, to_ack, retry)
+
+    def _after_commit(self, write: BatchWrite, entries: list[Entry], to_ack: list[str], retry: list[str]) -> None:
+        """Ack, write the order cache through, publish the book and stats: one Redis round trip."""
+        now = self.clock()
+        pipe = self.redis.pipeline(transaction=False)
+        if to_ack:
+            pipe.xack(self.queue.key, "matching-engine-group", *to_ack)
+        stamp = f"{now:.6f}"
+        ttl = settings.ORDER_CACHE_TTL
+        for row in write.orders:
+            key = f"order:{row[0]}"
+            pipe.hset(
+                key,
+                mapping={
+                    "status": row[1],
+                    "executed_quantity": row[2],
+                    "executed_quote": row[3],
+                    "average_price": row[4] or "",
+                    "fee": row[5],
+                    "updated_at": stamp,
+                },
+            )
+            pipe.expire(key, ttl)
+        if now - self._book_published_at >= BOOK_PUBLISH_INTERVAL_S:
+            pipe.set(f"book:{self.market}", json.dumps(self.book_snapshot(BOOK_DEPTH_LEVELS)))
+            self._book_published_at = now
+        stats_key = f"matcher:stats:{self.market}"
+        pipe.hset(stats_key, mapping={"statements": self.store.statements, "epoch": self.epoch})
+        pipe.hincrby(stats_key, "commands", len(entries))
+        pipe.hincrby(stats_key, "batches", 1)
+        pipe.hincrby(stats_key, "trades", len(write.trades))
+        if settings.MATCHING_RECORD_LATENCY and to_ack:
+            ms = int(now * 1000)
+            pipe.rpush(f"matcher:latency:{self.market}", *(ms - entry_key(i)[0] for i in to_ack))
+        pipe.execute()
+        if retry:
+            self.queue.nack(retry)
+        self.batches += 1
+        metrics.BATCH_SIZE.labels(self.market).observe(len(entries))
+        metrics.DB_STATEMENTS.labels(self.market).inc(self.store.statements - self._statements_reported)
+        self._statements_reported = self.store.statements
+        for entry_id in to_ack:
+            metrics.ORDER_LATENCY.labels(self.market).observe(max(0.0, now - entry_key(entry_id)[0] / 1000))
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def book_snapshot(self, levels: int | None = None) -> dict[str, object]:
+        """Aggregated depth as decimal strings, best first (the replay's ``book`` event shape)."""
+        assert self.matcher is not None
+        spec = self.spec
+        bids, asks = self.matcher.book.depth(levels)
+        return {
+            "market": self.market,
+            "bids": [[str(p * spec.tick_size), str(q * spec.lot_size)] for p, q in bids],
+            "asks": [[str(p * spec.tick_size), str(q * spec.lot_size)] for p, q in asks],
+        }
+

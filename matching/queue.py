@@ -1,0 +1,192 @@
+"""The order queue (FR-IF-001) and its Redis Stream implementation (FR-DS-003).
+
+One stream per market, ``orders:<market>``, read by the consumer group ``matching-engine-group``.
+Each entry has one field, ``c``: the command as JSON (``matching.commands``). Delivery counts come
+from the stream's pending entries list; the matcher decides when an entry is poison.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis
+
+logger = logging.getLogger(__name__)
+
+GROUP = "matching-engine-group"  # FR-DS-003
+CONSUMER = "matcher"  # one writer per market (lease), so one stable name: a restarted matcher owns
+# the pending entries of the one it replaces and reads them back with id "0".
+FIELD = b"c"
+ENQUEUED_MARKER_TTL_S = 7 * 24 * 3600  # as long as dead letters are kept (FR-RL-003)
+
+# Push a place command once per order: the marker and the entry live in the same Redis, so they
+# are lost together, and a re-push after a lost reply or by the sweeper cannot duplicate an order.
+_PUSH_ONCE = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
+  return redis.call('XADD', KEYS[1], '*', 'c', ARGV[1])
+end
+return false
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A delivered stream entry: its id, raw command bytes and how many times it was delivered."""
+
+    id: str
+    data: bytes
+    deliveries: int
+
+
+class OrderQueue(Protocol):
+    """FR-IF-001: ``push(order)``, ``pop(batch_size)``, ``ack(ids)``, ``nack(ids)``, ``send_to_dlq(...)``."""
+
+    def push(self, command_json: str, *, order_id: int | None = None) -> str | None: ...
+
+    def pop(self, batch_size: int, block_ms: int | None = None) -> list[Entry]: ...
+
+    def ack(self, ids: list[str]) -> None: ...
+
+    def nack(self, ids: list[str]) -> None: ...
+
+    def send_to_dlq(self, entry_id: str, data: bytes, reason: str) -> None: ...
+
+
+def stream_key(market: str) -> str:
+    return f"orders:{market}"
+
+
+def entry_key(entry_id: str | bytes) -> tuple[int, int]:
+    """Sortable form of a stream id ``"<ms>-<seq>"``."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class RedisStreamOrderQueue:
+    """``OrderQueue`` over one market's Redis Stream.
+
+    ``pop`` first returns this consumer's pending entries when some were left unacknowledged (after a
+    restart or a ``nack``), then new ones. ``send_to_dlq`` hands the entry to ``dead_letter_sink``
+    (``(market, entry_id, data, reason)``; the matcher stores a ``DeadLetter`` row) and only then
+    acknowledges it, so a crash in between delivers it again rather than losing it.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        market: str,
+        consumer: str = CONSUMER,
+        dead_letter_sink: Callable[[str, str, bytes, str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.dead_letter_sink = dead_letter_sink
+        self.market = market
+        self.key = stream_key(market)
+        self.consumer = consumer
+        self._read_pending = True  # a new reader first takes back what its predecessor left
+        self._push_once = client.register_script(_PUSH_ONCE)
+
+    # -- producer side -------------------------------------------------------------------------
+
+    def ensure_group(self) -> None:
+        """Create the stream and its consumer group if missing (idempotent)."""
+        try:
+            self.client.xgroup_create(self.key, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def push(self, command_json: str, *, order_id: int | None = None) -> str | None:
+        """Append a command. With ``order_id``, at most once per order: returns None if it was already
+        pushed (within ``ENQUEUED_MARKER_TTL_S``)."""
+        if order_id is None:
+            return self.client.xadd(self.key, {FIELD: command_json}).decode()
+        result = self._push_once(keys=[self.key, self.enqueued_key(order_id)], args=[command_json, ENQUEUED_MARKER_TTL_S])
+        return None if result is None else result.decode()
+
+    def push_many(self, commands: list[tuple[str, int | None]], pipe: Any = None) -> list[str | None]:
+        """``push`` for several commands in one round trip. With ``pipe``, queued after what the caller
+        already put on that pipeline (executed here); the results returned are the pushes' only."""
+        before = 0
+        if pipe is None:
+            pipe = self.client.pipeline(transaction=False)
+        else:
+            before = len(pipe)
+        for command_json, order_id in commands:
+            if order_id is None:
+                pipe.xadd(self.key, {FIELD: command_json})
+            else:
+                self._push_once(
+                    keys=[self.key, self.enqueued_key(order_id)], args=[command_json, ENQUEUED_MARKER_TTL_S], client=pipe
+                )
+        return [None if r is None else r.decode() for r in pipe.execute()[before:]]
+
+    def enqueued_key(self, order_id: int) -> str:
+        return f"enqueued:{self.market}:{order_id}"
+
+    # -- consumer side -------------------------------------------------------------------------
+
+    def pop(self, batch_size: int, block_ms: int | None = None) -> list[Entry]:
+        """Up to ``batch_size`` entries: this consumer's pending ones first, else new ones.
+
+        With ``block_ms``, waits that long for a new entry when none is there (one round trip).
+        """
+        if self._read_pending:
+            entries = self._read("0", batch_size, None)
+            if entries:
+                return self._with_delivery_counts(entries)
+            self._read_pending = False
+        return [Entry(i, d, 1) for i, d in self._read(">", batch_size, block_ms)]
+
+    def ack(self, ids: list[str]) -> None:
+        if ids:
+            self.client.xack(self.key, GROUP, *ids)
+
+    def nack(self, ids: list[str]) -> None:
+        """Leave entries pending; the next ``pop`` delivers them again (and counts the delivery)."""
+        if ids:
+            self._read_pending = True
+
+    def send_to_dlq(self, entry_id: str, data: bytes, reason: str) -> None:
+        logger.error("dead-lettering %s entry %s: %s", self.market, entry_id, reason)
+        if self.dead_letter_sink is not None:
+            self.dead_letter_sink(self.market, entry_id, data, reason)
+        self.ack([entry_id])
+
+    def reclaim_idle(self, min_idle_ms: int, count: int = 100) -> int:
+        """FR-DS-003: take over entries another consumer left pending for ``min_idle_ms``."""
+        _, claimed, _ = self.client.xautoclaim(self.key, GROUP, self.consumer, min_idle_ms, "0-0", count=count, justid=True)
+        if claimed:
+            self._read_pending = True
+        return len(claimed)
+
+    def depth(self) -> int:
+        """Entries not yet delivered to the group (the lag), or the stream length if unknown."""
+        for group in self.client.xinfo_groups(self.key):
+            if group["name"] in (GROUP, GROUP.encode()):
+                lag = group.get("lag")
+                if lag is not None:
+                    return int(lag)
+        return int(self.client.xlen(self.key))
+
+    def pending_count(self) -> int:
+        return int(self.client.xpending(self.key, GROUP)["pending"])
+
+    def _read(self, start: str, count: int, block_ms: int | None) -> list[tuple[str, bytes]]:
+        reply = self.client.xreadgroup(GROUP, self.consumer, {self.key: start}, count=count, block=block_ms)
+        if not reply:
+            return []
+        _, messages = reply[0]
+        # A pending id whose entry was trimmed comes back with no fields: hand it on as empty data so
+        # the caller dead-letters it instead of looping on it.
+        return [(mid.decode(), (fields or {}).get(FIELD, b"")) for mid, fields in messages]
+
+    def _with_delivery_counts(self, entries: list[tuple[str, bytes]]) -> list[Entry]:
+        first, last = entries[0][0], entries[-1][0]
+        details = self.client.xpending_range(self.key, GROUP, min=first, max=last, count=len(entries), consumername=self.consumer)
+        counts = {d["message_id"].decode(): int(d["times_delivered"]) for d in details}
+        return [Entry(i, d, counts.get(i, 1)) for i, d in entries]

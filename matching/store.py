@@ -1,0 +1,276 @@
+"""The matcher's database side: its own connection, explicit transactions, every statement counted.
+
+The matcher does not use Django's connection: Celery's Django fixup closes that one around tasks, and
+Django's ``atomic()`` sends two ``SET autocommit`` statements per transaction. This connection stays
+in ``autocommit=0``, so a batch costs its DML statements plus one ``COMMIT``:
+
+1. ``UPDATE orders JOIN JSON_TABLE(...)`` for the orders the batch changed, in the same statement as
+   the market's checkpoint row, which only matches while the epoch is still ours (fencing);
+2. ``INSERT INTO trades SELECT ... FROM JSON_TABLE(...)``;
+3. ``UPDATE balances JOIN JSON_TABLE(...)`` with each (user, asset)'s deltas;
+4. ``COMMIT``.
+
+Each statement carries its rows as one JSON parameter, so the statement text (and the server's parse
+work) stays the same whatever the batch size, and no row value is ever spliced into SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import MySQLdb
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+_UPDATE_ORDERS = """
+UPDATE orders AS o
+JOIN JSON_TABLE(%s, '$[*]' COLUMNS (
+    id BIGINT PATH '$[0]',
+    status VARCHAR(16) PATH '$[1]',
+    executed_quantity DECIMAL(30, 10) PATH '$[2]',
+    executed_quote DECIMAL(30, 10) PATH '$[3]',
+    average_price DECIMAL(30, 10) PATH '$[4]',
+    fee DECIMAL(30, 10) PATH '$[5]',
+    seq BIGINT PATH '$[6]',
+    reason VARCHAR(200) PATH '$[7]'
+)) AS v ON o.id = v.id
+JOIN matcher_checkpoints AS c ON c.market_id = %s AND c.epoch = %s
+SET o.status = v.status,
+    o.executed_quantity = v.executed_quantity,
+    o.executed_quote = v.executed_quote,
+    o.average_price = v.average_price,
+    o.fee = v.fee,
+    o.seq = COALESCE(v.seq, o.seq),
+    o.reject_reason = COALESCE(v.reason, o.reject_reason),
+    o.updated_at = NOW(6),
+    c.last_entry = %s,
+    c.last_seq = %s,
+    c.updated_at = NOW(6)
+"""
+
+_INSERT_TRADES = """
+INSERT INTO trades (coin, currency, buy_order_id, sell_order_id, taker_side, price, quantity,
+                    buyer_fee, seller_fee, created_at)
+SELECT %s, %s, v.buy_order, v.sell_order, v.taker_side, v.price, v.quantity, v.buyer_fee, v.seller_fee, NOW(6)
+FROM JSON_TABLE(%s, '$[*]' COLUMNS (
+    buy_order BIGINT PATH '$[0]',
+    sell_order BIGINT PATH '$[1]',
+    taker_side VARCHAR(4) PATH '$[2]',
+    price DECIMAL(30, 10) PATH '$[3]',
+    quantity DECIMAL(30, 10) PATH '$[4]',
+    buyer_fee DECIMAL(30, 10) PATH '$[5]',
+    seller_fee DECIMAL(30, 10) PATH '$[6]'
+)) AS v
+"""
+
+_UPDATE_BALANCES = """
+UPDATE balances AS b
+JOIN JSON_TABLE(%s, '$[*]' COLUMNS (
+    user_id BIGINT PATH '$[0]',
+    asset VARCHAR(16) PATH '$[1]',
+    total DECIMAL(30, 10) PATH '$[2]',
+    held DECIMAL(30, 10) PATH '$[3]'
+)) AS v ON b.user_id = v.user_id AND b.asset = v.asset
+SET b.total = b.total + v.total, b.held = b.held + v.held, b.updated_at = NOW(6)
+"""
+
+
+class Fenced(Exception):
+    """The market's epoch moved on: another matcher owns it now. Nothing was written."""
+
+
+class MissingBalance(Exception):
+    """A balance row the batch settles does not exist (intake creates them); nothing was written."""
+
+
+@dataclass(slots=True)
+class BatchWrite:
+    """What one batch changes, in the shape the statements take. Amounts are decimal strings."""
+
+    orders: list[list[Any]] = field(default_factory=list)
+    trades: list[list[Any]] = field(default_factory=list)
+    balances: list[list[Any]] = field(default_factory=list)
+    last_entry: str = "0-0"
+    last_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOrderRow:
+    id: int
+    user_id: int
+    side: str
+    price: Decimal
+    quantity: Decimal
+    executed_quantity: Decimal
+    executed_quote: Decimal
+    fee: Decimal
+    seq: int | None
+
+
+class MatchStore:
+    """A dedicated MySQLdb connection in explicit-transaction mode; ``statements`` counts every
+    statement sent (COMMIT and ROLLBACK included), as the driver sends them."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+        self._conn: Any = None
+
+    # -- connection ----------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        db = settings.DATABASES["default"]
+        self.close()
+        self._conn = MySQLdb.connect(
+            host=db["HOST"] or "127.0.0.1",
+            port=int(db["PORT"] or 3306),
+            user=db["USER"],
+            password=db["PASSWORD"],
+            database=db["NAME"],
+            charset="utf8mb4",
+            autocommit=False,
+            connect_timeout=5,
+            # Matched rather than changed rows: the fence check counts the checkpoint row even when
+            # a batch leaves an order's values as they were.
+            client_flag=MySQLdb.constants.CLIENT.FOUND_ROWS,
+        )
+        self._execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        self._commit()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except MySQLdb.Error:
+                logger.debug("closing a broken matcher connection", exc_info=True)
+            self._conn = None
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
+    def _ensure(self) -> None:
+        if self._conn is None:
+            self.connect()
+
+    def _execute(self, sql: str, args: Any = None) -> Any:
+        cursor = self._conn.cursor()
+        self.statements += 1
+        try:
+            cursor.execute(sql, args)
+        except MySQLdb.OperationalError:
+            # A lost connection is useless afterwards; the next call reconnects.
+            self.close()
+            raise
+        return cursor
+
+    def _commit(self) -> None:
+        self.statements += 1
+        try:
+            self._conn.commit()
+        except MySQLdb.OperationalError:
+            self.close()
+            raise
+
+    def _rollback(self) -> None:
+        if self._conn is None:
+            return
+        self.statements += 1
+        try:
+            self._conn.rollback()
+        except MySQLdb.Error:
+            self.close()
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    def claim_epoch(self, market_id: int) -> tuple[int, str, int]:
+        """Bump the market's epoch (fencing out any former owner); returns (epoch, last_entry, last_seq)."""
+        self._ensure()
+        try:
+            self._execute(
+                "INSERT IGNORE INTO matcher_checkpoints (market_id, last_entry, last_seq, epoch, updated_at) "
+                "VALUES (%s, '0-0', 0, 0, NOW(6))",
+                [market_id],
+            )
+            self._execute("UPDATE matcher_checkpoints SET epoch = epoch + 1 WHERE market_id = %s", [market_id])
+            cursor = self._execute(
+                "SELECT epoch, last_entry, last_seq FROM matcher_checkpoints WHERE market_id = %s", [market_id]
+            )
+            epoch, last_entry, last_seq = cursor.fetchone()
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        return int(epoch), str(last_entry), int(last_seq)
+
+    def open_orders(self, coin: str, currency: str) -> list[OpenOrderRow]:
+        """The market's resting orders in time priority (``seq``). Reads idx_orders_currency_coin_status."""
+        self._ensure()
+        cursor = self._execute(
+            "SELECT id, user_id, trade_type, price, quantity, executed_quantity, executed_quote, fee, seq "
+            "FROM orders WHERE currency = %s AND coin = %s AND status IN ('pending', 'partially_filled')",
+            [currency, coin],
+        )
+        rows = [OpenOrderRow(*row) for row in cursor.fetchall()]
+        self._commit()
+        rows.sort(key=lambda r: r.seq or 0)
+        return rows
+
+    def checkpoint(self, market_id: int) -> tuple[int, str]:
+        """(epoch, last_entry) as committed."""
+        self._ensure()
+        cursor = self._execute("SELECT epoch, last_entry FROM matcher_checkpoints WHERE market_id = %s", [market_id])
+        epoch, last_entry = cursor.fetchone()
+        self._commit()
+        return int(epoch), str(last_entry)
+
+    # -- the batch -----------------------------------------------------------------------------
+
+    def write_batch(self, batch: BatchWrite, *, market_id: int, epoch: int, coin: str, currency: str) -> None:
+        """Write a batch in one transaction. Raises ``Fenced`` or ``MissingBalance`` (rolled back), or
+        the driver's error (rolled back, or connection dropped)."""
+        if not batch.orders:
+            return  # nothing changed (only rejected cancels): no checkpoint needed to replay those
+        self._ensure()
+        dumps = json.dumps
+        try:
+            cursor = self._execute(
+                _UPDATE_ORDERS, [dumps(batch.orders), market_id, epoch, batch.last_entry, batch.last_seq]
+            )
+            if cursor.rowcount != len(batch.orders) + 1:
+                self._rollback()
+                if cursor.rowcount == 0:
+                    raise Fenced(f"market {market_id}: epoch {epoch} is no longer current")
+                raise RuntimeError(f"batch updated {cursor.rowcount - 1} of {len(batch.orders)} orders")
+            if batch.trades:
+                self._execute(_INSERT_TRADES, [coin, currency, dumps(batch.trades)])
+            if batch.balances:
+                cursor = self._execute(_UPDATE_BALANCES, [dumps(batch.balances)])
+                if cursor.rowcount != len(batch.balances):
+                    self._rollback()
+                    raise MissingBalance(f"{len(batch.balances) - cursor.rowcount} balance rows are missing")
+            self._commit()
+        except (Fenced, MissingBalance):
+            raise
+        except BaseException:
+            self._rollback()
+            raise
+
+    def write_dead_letter(self, market: str, entry_id: str, payload: str, reason: str, cid: str, deliveries: int) -> None:
+        """Store a dead letter (idempotent per market and entry), in its own transaction."""
+        self._ensure()
+        try:
+            self._execute(
+                "INSERT INTO dead_letters (market, entry_id, payload, reason, correlation_id, deliveries, created_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, NOW(6)) "
+                "ON DUPLICATE KEY UPDATE reason = VALUES(reason), deliveries = VALUES(deliveries)",
+                [market, entry_id, payload, reason[:2000], cid[:25], deliveries],
+            )
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise

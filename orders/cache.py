@@ -1,0 +1,74 @@
+"""The order cache (FR-DS-002): a Redis hash ``order:{id}`` with TTL 3600 s.
+
+Intake writes every field when it accepts an order; the matcher writes the fields it changes after
+each batch commits (``MUTABLE_FIELDS``), pipelined in one round trip. A hash lacking ``user`` (it
+expired and the matcher wrote only what changed) is incomplete: readers go to the DB and refill it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from django.conf import settings
+
+from orders.models import Order
+
+MUTABLE_FIELDS = ("status", "executed_quantity", "executed_quote", "average_price", "fee", "updated_at")
+FIELDS = (
+    "id",
+    "user",
+    "market",
+    "trade_type",
+    "type",
+    "time_in_force",
+    "quantity",
+    "price",
+    "held",
+    "reject_reason",
+    "created_at",
+    *MUTABLE_FIELDS,
+)
+
+
+def cache_key(order_id: int) -> str:
+    return f"order:{order_id}"
+
+
+def order_to_cache(order: Order) -> dict[str, str]:
+    return {
+        "id": str(order.id),
+        "user": str(order.user_id),
+        "market": order.market_code,
+        "trade_type": order.trade_type,
+        "type": order.type,
+        "time_in_force": order.time_in_force,
+        "quantity": str(order.quantity),
+        "price": "" if order.price is None else str(order.price),
+        "held": str(order.held),
+        "reject_reason": order.reject_reason,
+        "created_at": f"{order.created_at.timestamp():.6f}",
+        "status": order.status,
+        "executed_quantity": str(order.executed_quantity),
+        "executed_quote": str(order.executed_quote),
+        "average_price": "" if order.average_price is None else str(order.average_price),
+        "fee": str(order.fee),
+        "updated_at": f"{order.updated_at.timestamp():.6f}",
+    }
+
+
+def cache_orders(pipe: Any, orders: list[Order]) -> None:
+    """Queue full writes of ``orders`` on a Redis pipeline (the caller executes it)."""
+    ttl = settings.ORDER_CACHE_TTL
+    for order in orders:
+        key = cache_key(order.id)
+        pipe.hset(key, mapping=order_to_cache(order))
+        pipe.expire(key, ttl)
+
+
+def cached_order(client: redis.Redis, order_id: int) -> dict[str, str] | None:
+    """The cached fields of an order, or None when absent or incomplete."""
+    raw = client.hgetall(cache_key(order_id))
+    if not raw or b"user" not in raw:
+        return None
+    return {k.decode(): v.decode() for k, v in raw.items()}

@@ -1,0 +1,372 @@
+"""Writes of the orders domain: placing and canceling orders, funding balances, the outbox sweeper.
+
+``order_place_many`` is the one way an order is accepted: validate against the market, then ONE
+transaction {hold funds with a conditional update that cannot go negative; create the balance row of
+the asset the order will receive; insert the orders as ``new``}, then, after commit, push each order
+to its market's stream once. The order row is the outbox: ``order_sweep_unqueued`` pushes again any
+``new`` order that did not reach the stream, and the stream's push-once marker keeps that from ever
+making a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import ROUND_CEILING, Decimal
+
+import redis
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+from django.utils import timezone
+
+from matching.commands import CancelCommand, PlaceCommand, encode
+from matching.core import OrderType as CoreOrderType
+from matching.core import Side as CoreSide
+from matching.core import TimeInForce as CoreTif
+from matching.queue import RedisStreamOrderQueue
+from orders.cache import cache_orders
+from orders.ids import allocator
+from orders.models import Balance, Market, Order, OrderStatus, OrderType, Side, TimeInForce
+from spot import metrics
+from spot.correlation import current as current_correlation_id
+from spot.correlation import new_correlation_id
+from spot.errors import ApplicationError
+from spot.redis import redis_client
+
+logger = logging.getLogger(__name__)
+
+
+class OrderRejected(ApplicationError):
+    """The order breaks a rule of its market or of the API; nothing was written."""
+
+
+class InsufficientFunds(ApplicationError):
+    status = 400
+
+
+class MarketUnavailable(ApplicationError):
+    status = 400
+
+
+class OrderNotCancelable(ApplicationError):
+    status = 409
+
+
+class ServiceUnavailable(ApplicationError):
+    """A dependency (DB, Redis) is down; the request may be retried."""
+
+    status = 503
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """One order to place. Amounts are ``Decimal``; strings are accepted and parsed exactly."""
+
+    user_id: int
+    side: str
+    type: str
+    quantity: Decimal
+    price: Decimal | None = None
+    time_in_force: str = TimeInForce.GTC
+
+
+def market_by_code(code: str) -> Market:
+    """The market named ``btc_usdt``; raises ``MarketUnavailable``."""
+    coin, sep, currency = code.partition("_")
+    market = Market.objects.filter(coin=coin, currency=currency).first() if sep else None
+    if market is None:
+        raise MarketUnavailable(f"unknown market {code!r}", field="market")
+    return market
+
+
+def balance_deposit(*, user: AbstractBaseUser | int, asset: str, amount: Decimal) -> None:
+    """Credit ``amount`` of ``asset`` to the user (creating the balance row if needed)."""
+    if amount <= 0:
+        raise OrderRejected("a deposit must be positive", field="amount")
+    user_id = user if isinstance(user, int) else user.pk
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO balances (user_id, asset, total, held, updated_at) VALUES (%s, %s, %s, 0, NOW(6)) "
+            "ON DUPLICATE KEY UPDATE total = total + VALUES(total), updated_at = VALUES(updated_at)",
+            [user_id, asset, amount],
+        )
+
+
+def order_place(
+    *,
+    user: AbstractBaseUser,
+    market: Market | str,
+    side: str,
+    order_type: str,
+    quantity: Decimal | str,
+    price: Decimal | str | None = None,
+    time_in_force: str = TimeInForce.GTC,
+    correlation_id: str | None = None,
+) -> Order:
+    """Accept one order (see ``order_place_many``)."""
+    request = OrderRequest(user.pk, side, order_type, _decimal(quantity, "quantity"), _price(price), time_in_force)
+    return order_place_many(market=market, requests=[request], correlation_id=correlation_id)[0]
+
+
+def order_place_many(
+    *,
+    market: Market | str,
+    requests: Sequence[OrderRequest],
+    correlation_id: str | None = None,
+    enqueue: bool = True,
+) -> list[Order]:
+    """Accept several orders of one market in one transaction; all or none.
+
+    Raises ``OrderRejected`` / ``MarketUnavailable`` (bad values), ``InsufficientFunds`` (naming the
+    user and asset). Statements: one hold update, one balance-row insert, one multi-row order insert,
+    plus a sequence read per 1,000 ids. After commit, one Redis round trip pushes the orders and
+    writes them to the order cache; if Redis is down then, the orders stay ``new`` and the sweeper
+    pushes them when it is back. ``enqueue=False`` leaves the pushing to the caller (the loadtest
+    accepts a whole stream first, then offers it to the matcher at a chosen rate).
+    """
+    if isinstance(market, str):
+        market = market_by_code(market)
+    if not market.enabled:
+        raise MarketUnavailable(f"market {market.code} is not open for trading", field="market")
+    if not requests:
+        return []
+    reference = _market_buy_reference(market) if any(_is_market_buy(r) for r in requests) else None
+    ids = allocator.take(len(requests))
+    orders = [_build(market, request, order_id, reference) for request, order_id in zip(requests, ids, strict=True)]
+
+    holds: dict[tuple[int, str], Decimal] = {}
+    receives: set[tuple[int, str]] = set()
+    for order in orders:
+        pays, gets = (market.currency, market.coin) if order.trade_type == Side.BUY else (market.coin, market.currency)
+        holds[(order.user_id, pays)] = holds.get((order.user_id, pays), Decimal(0)) + order.held
+        receives.add((order.user_id, gets))
+
+    with transaction.atomic():
+        _hold(holds)
+        _ensure_balance_rows(receives)
+        Order.objects.bulk_create(orders)
+
+    if enqueue:
+        _push_after_commit(market, orders, correlation_id or _correlation_id())
+    metrics.INTAKE.labels(market.code).inc(len(orders))
+    return orders
+
+
+def order_cancel(*, user: AbstractBaseUser, order_id: int, correlation_id: str | None = None) -> Order:
+    """Ask the market's matcher to cancel an open order of ``user``; the cancel is asynchronous.
+
+    Raises ``OrderNotCancelable`` for an unknown order, another user's order or a finished one, and
+    ``ServiceUnavailable`` when the command cannot be queued.
+    """
+    order = Order.objects.filter(id=order_id, user_id=user.pk).first()
+    if order is None:
+        raise OrderNotCancelable(f"order {order_id} not found", field="order_id")
+    if not order.is_open:
+        raise OrderNotCancelable(f"order {order_id} is {order.status}; only open orders can be canceled")
+    command = CancelCommand(id=order.id, user=order.user_id, market=order.market_code, cid=correlation_id or _correlation_id())
+    try:
+        RedisStreamOrderQueue(redis_client(), order.market_code).push(encode(command))
+    except redis.RedisError as exc:
+        raise ServiceUnavailable("the order queue is unavailable; try the cancel again shortly") from exc
+    return order
+
+
+def order_sweep_unqueued(*, older_than_s: float | None = None, limit: int = 1000) -> int:
+    """Push again ``new`` orders older than ``older_than_s`` that may not have reached their stream.
+
+    The push-once marker makes this safe while their first push is still waiting in the stream.
+    Returns how many were pushed now.
+    """
+    age = settings.ORDER_SWEEP_AFTER_S if older_than_s is None else older_than_s
+    cutoff = timezone.now() - timedelta(seconds=age)
+    stale = list(
+        Order.objects.filter(status=OrderStatus.NEW, updated_at__lt=cutoff).order_by("updated_at")[:limit]  # idx_orders_status_updated
+    )
+    by_market: dict[str, list[Order]] = {}
+    for order in stale:
+        by_market.setdefault(order.market_code, []).append(order)
+    pushed = 0
+    for code, orders in by_market.items():
+        queue = RedisStreamOrderQueue(redis_client(), code)
+        queue.ensure_group()
+        results = queue.push_many([(encode(order_command(o, "")), o.id) for o in orders])
+        pushed += sum(1 for r in results if r is not None)
+    if pushed:
+        logger.warning("sweeper pushed %s orders that had not reached their stream", pushed)
+    return pushed
+
+
+def order_command(order: Order, correlation_id: str) -> PlaceCommand:
+    """The stream command for an accepted order (the one place an order row becomes a command)."""
+    market_buy = order.type == OrderType.MARKET and order.trade_type == Side.BUY
+    return PlaceCommand(
+        id=order.id,
+        user=order.user_id,
+        side=CoreSide(order.trade_type),
+        type=CoreOrderType(order.type),
+        quantity=order.quantity,
+        price=order.price,
+        tif=CoreTif(order.time_in_force),
+        quote_budget=order.held if market_buy else None,
+        held=order.held,
+        market=order.market_code,
+        cid=correlation_id or None,
+    )
+
+
+# -- internals -------------------------------------------------------------------------------------
+
+
+def _correlation_id() -> str:
+    cid = current_correlation_id()
+    return cid if cid != "-" else new_correlation_id()
+
+
+def _decimal(value: Decimal | str, name: str) -> Decimal:
+    try:
+        amount = Decimal(value)
+    except (ArithmeticError, TypeError, ValueError):
+        raise OrderRejected(f"{name} must be a decimal number", field=name) from None
+    if not amount.is_finite():
+        raise OrderRejected(f"{name} must be a finite number", field=name)
+    return amount
+
+
+def _price(value: Decimal | str | None) -> Decimal | None:
+    return None if value is None or value == "" else _decimal(value, "price")
+
+
+def _is_market_buy(request: OrderRequest) -> bool:
+    return request.type == OrderType.MARKET and request.side == Side.BUY
+
+
+def _market_buy_reference(market: Market) -> Decimal:
+    """The best ask the matcher last published; a market buy's budget is derived from it."""
+    try:
+        raw = redis_client().get(f"book:{market.code}")
+    except redis.RedisError as exc:
+        raise ServiceUnavailable("market data is unavailable; try again shortly") from exc
+    asks = json.loads(raw)["asks"] if raw else []
+    if not asks:
+        raise OrderRejected(
+            f"no sell orders in {market.code} to price a market buy against; place a limit order", field="type"
+        )
+    return Decimal(asks[0][0])
+
+
+def _multiple(value: Decimal, step: Decimal) -> bool:
+    return value % step == 0
+
+
+def _build(market: Market, request: OrderRequest, order_id: int, reference: Decimal | None) -> Order:
+    side, kind, tif = request.side, request.type, request.time_in_force
+    if side not in Side.values:
+        raise OrderRejected("trade_type must be buy or sell", field="trade_type")
+    if kind not in OrderType.values:
+        raise OrderRejected("type must be limit or market", field="type")
+    if tif not in TimeInForce.values:
+        raise OrderRejected("time_in_force must be gtc, ioc or fok", field="time_in_force")
+    quantity, price = request.quantity, request.price
+    if quantity <= 0:
+        raise OrderRejected("quantity must be positive", field="quantity")
+    if not _multiple(quantity, market.lot_size):
+        raise OrderRejected(f"quantity must be a multiple of the lot size {market.lot_size.normalize()}", field="quantity")
+    if quantity < market.min_quantity:
+        raise OrderRejected(f"quantity must be at least {market.min_quantity.normalize()}", field="quantity")
+    notional_step = market.tick_size * market.lot_size
+    if kind == OrderType.LIMIT:
+        if price is None:
+            raise OrderRejected("a limit order needs a price", field="price")
+        if price <= 0:
+            raise OrderRejected("price must be positive", field="price")
+        if not _multiple(price, market.tick_size):
+            raise OrderRejected(f"price must be a multiple of the tick size {market.tick_size.normalize()}", field="price")
+        if price * quantity < market.min_notional:
+            raise OrderRejected(f"price x quantity must be at least {market.min_notional.normalize()}", field="quantity")
+        held = price * quantity if side == Side.BUY else quantity
+    else:
+        if price is not None:
+            raise OrderRejected("a market order takes no price", field="price")
+        tif = TimeInForce.IOC  # market orders never rest
+        if side == Side.BUY:
+            assert reference is not None
+            # A budget, not a price: quantity x best ask x (1 + collar), rounded up to the notional
+            # step. The order never spends more; what it does not spend is released.
+            budget = quantity * reference * (1 + Decimal(settings.MARKET_BUY_COLLAR))
+            held = (budget / notional_step).to_integral_value(rounding=ROUND_CEILING) * notional_step
+        else:
+            held = quantity
+    return Order(
+        id=order_id,
+        user_id=request.user_id,
+        trade_type=side,
+        currency=market.currency,
+        coin=market.coin,
+        type=kind,
+        time_in_force=tif,
+        quantity=quantity,
+        price=price,
+        held=held,
+        status=OrderStatus.NEW,
+    )
+
+
+_HOLD = """
+UPDATE balances AS b
+JOIN JSON_TABLE(%s, '$[*]' COLUMNS (
+    user_id BIGINT PATH '$[0]', asset VARCHAR(16) PATH '$[1]', amount DECIMAL(30, 10) PATH '$[2]'
+)) AS v ON b.user_id = v.user_id AND b.asset = v.asset
+SET b.held = b.held + v.amount, b.updated_at = NOW(6)
+WHERE b.total - b.held >= v.amount
+"""
+
+
+def _hold(holds: dict[tuple[int, str], Decimal]) -> None:
+    """Reserve funds; raises ``InsufficientFunds`` (rolling the transaction back) if any falls short.
+
+    Rows are taken in (user, asset) order, as the matcher takes them, so the two never deadlock.
+    """
+    rows = [[user, asset, str(amount)] for (user, asset), amount in sorted(holds.items())]
+    with connection.cursor() as cursor:
+        cursor.execute(_HOLD, [json.dumps(rows)])
+        if cursor.rowcount == len(rows):
+            return
+    short = _first_short(holds)
+    raise InsufficientFunds(
+        f"insufficient {short[1]} balance" + (f" for user {short[0]}" if len(holds) > 1 else ""),
+        field="quantity",
+    )
+
+
+def _first_short(holds: dict[tuple[int, str], Decimal]) -> tuple[int, str]:
+    for (user, asset), amount in sorted(holds.items()):
+        balance = Balance.objects.filter(user_id=user, asset=asset).first()
+        if balance is None or balance.available < amount:
+            return user, asset
+    return next(iter(sorted(holds)))
+
+
+def _ensure_balance_rows(pairs: set[tuple[int, str]]) -> None:
+    """The matcher settles into existing rows only; create the ones an order will receive into."""
+    if not pairs:
+        return
+    placeholders = ", ".join(["(%s, %s, 0, 0, NOW(6))"] * len(pairs))
+    args = [value for pair in sorted(pairs) for value in pair]
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT IGNORE INTO balances (user_id, asset, total, held, updated_at) VALUES {placeholders}", args)
+
+
+def _push_after_commit(market: Market, orders: list[Order], cid: str) -> None:
+    """Push to the stream and fill the cache in one round trip; a Redis failure is logged, not raised:
+    the orders are accepted and the sweeper pushes them later."""
+    try:
+        queue = RedisStreamOrderQueue(redis_client(), market.code)
+        pipe = redis_client().pipeline(transaction=False)
+        cache_orders(pipe, orders)
+        queue.push_many([(encode(order_command(order, cid)), order.id) for order in orders], pipe=pipe)
+    except redis.RedisError:
+        logger.exception("could not push %s orders of %s; the sweeper will", len(orders), market.code)

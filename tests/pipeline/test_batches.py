@@ -1,0 +1,65 @@
+"""The matching path against the replay oracle and its statement budget, with the engine in this
+process (the process-level tests start real workers)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from bench import feed, workload
+from orders import audit
+from orders.models import Order, OrderStatus
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _drain(engine) -> int:
+    total = 0
+    while n := engine.drain_batch():
+        total += n
+    return total
+
+
+@pytest.fixture
+def stream(market, traders, redis_client):
+    feed.publish_reference(redis_client, market, Decimal("30000.20"))
+    commands = workload.generate(1500, seed=11, users=len(traders))
+    items = feed.accept(market, [u.id for u in traders], commands)
+    feed.push(redis_client, market, items)
+    return [json for json, _ in items]
+
+
+def test_the_pipeline_makes_the_same_trades_and_statuses_as_the_replay(engine, market, stream):
+    totals_before = audit.asset_totals(["btc", "usdt"])
+
+    assert _drain(engine) == len(stream)
+
+    assert audit.audit_against_replay(market, stream) == []
+    assert audit.audit_holds(market) == []
+    assert audit.audit_book(market) == []
+    assert audit.audit_trades(market) == []
+    assert audit.audit_conservation(totals_before, audit.asset_totals(["btc", "usdt"])) == []
+    assert not Order.objects.filter(status=OrderStatus.NEW).exists()
+
+
+def test_the_matching_path_sends_at_most_one_statement_per_ten_orders_at_batch_size_50(engine, stream):
+    before = engine.store.statements
+
+    handled = _drain(engine)
+
+    assert engine.batch_size == 50
+    statements = engine.store.statements - before
+    print(f"statements per command: {statements}/{handled} = {statements / handled:.3f}")
+    assert statements / handled <= 0.1, f"{statements} statements for {handled} commands"
+
+
+def test_a_rebuilt_book_equals_the_book_in_memory(engine, market, stream):
+    _drain(engine)
+    in_memory = [(o.id, o.price, o.remaining, o.seq) for o in engine.matcher.book.orders()]
+
+    engine.stop()
+    engine.start()
+
+    assert [(o.id, o.price, o.remaining, o.seq) for o in engine.matcher.book.orders()] == in_memory
+    assert in_memory, "the workload leaves orders resting"

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from orders.models import Balance, Order, Trade
+from orders.services import order_cancel, order_place
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _drain(engine) -> int:
+    total = 0
+    while n := engine.drain_batch():
+        total += n
+    return total
+
+
+def test_a_crossing_pair_trades_at_the_makers_price_and_settles_balances(engine, traders, market):
+    seller, buyer = traders[0], traders[1]
+    ask = order_place(user=seller, market=market, side="sell", order_type="limit", quantity="0.5", price="100.00")
+    bid = order_place(user=buyer, market=market, side="buy", order_type="limit", quantity="0.2", price="101.00")
+
+    assert _drain(engine) == 2
+
+    ask.refresh_from_db()
+    bid.refresh_from_db()
+    assert (ask.status, ask.executed_quantity) == ("partially_filled", Decimal("0.2"))
+    assert (bid.status, bid.executed_quantity, bid.average_price) == ("executed", Decimal("0.2"), Decimal("100"))
+    trade = Trade.objects.get()
+    assert (trade.buy_order_id, trade.sell_order_id, trade.price, trade.quantity) == (bid.id, ask.id, 100, Decimal("0.2"))
+    buyer_usdt = Balance.objects.get(user=buyer, asset="usdt")
+    assert buyer_usdt.total == Decimal("1000000") - Decimal("20")
+    assert buyer_usdt.held == 0  # price improvement of 0.2 x 1 released
+    seller_btc = Balance.objects.get(user=seller, asset="btc")
+    assert (seller_btc.total, seller_btc.held) == (Decimal("99.8"), Decimal("0.3"))
+    assert Balance.objects.get(user=buyer, asset="btc").total == Decimal("100.2") - Decimal("0.0004")  # taker fee 0.2 %
+
+
+def test_a_cancel_releases_what_the_order_still_held(engine, traders, market):
+    order = order_place(user=traders[0], market=market, side="buy", order_type="limit", quantity="1", price="50.00")
+    _drain(engine)
+    order_cancel(user=traders[0], order_id=order.id)
+    _drain(engine)
+
+    order.refresh_from_db()
+    assert order.status == "canceled"
+    assert Balance.objects.get(user=traders[0], asset="usdt").held == 0
+    assert Order.objects.filter(status="new").count() == 0
