@@ -21,7 +21,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import redis
 from django.conf import settings
 
-from matching.commands import MalformedCommand, PlaceCommand, decode
+from matching.commands import Command, MalformedCommand, PlaceCommand, decode
 from matching.core import CancelResult, OrderBook, PlaceResult, Side, to_units
 from matching.lease import MarketLease
 from matching.matcher import MarketMatcher, Rejected
@@ -244,7 +244,7 @@ class MatchingEngine:
                 if key <= self.checkpoint:
                     # Committed before a crash: acknowledge without applying. A malformed entry was
                     # never applied, so it goes on towards the dead letter queue instead.
-                    decode(entry.data)
+                    self._decode(entry)
                     to_ack.append(entry.id)
                     continue
                 self._apply(entry, batch)
@@ -289,15 +289,22 @@ class MatchingEngine:
 
     # -- applying one command ------------------------------------------------------------------
 
-    def _apply(self, entry: Entry, batch: _Batch) -> None:
+    def _decode(self, entry: Entry) -> Command:
+        """The entry's command; raises ``MalformedCommand`` for garbage or another market's command."""
         command = decode(entry.data)
         if command.market is not None and command.market != self.market:
             raise MalformedCommand(f"market {command.market!r} does not belong to stream {self.market!r}")
+        return command
+
+    def _apply(self, entry: Entry, batch: _Batch) -> None:
+        command = self._decode(entry)
         matcher = self.matcher
         assert matcher is not None
         if isinstance(command, PlaceCommand):
             if command.id in matcher.book:
-                logger.warning("matcher %s: order %s is already resting; duplicate entry ignored", self.market, command.id)
+                logger.warning(
+                    "matcher %s: order %s is already resting; duplicate entry ignored", self.market, command.id
+                )
                 return
             self.last_seq += 1
             outcome = matcher.place(command, self.last_seq)
@@ -437,7 +444,9 @@ class MatchingEngine:
         if entry.deliveries >= settings.MATCHING_MAX_DELIVERIES:
             self.queue.send_to_dlq(entry.id, entry.data, reason)
         else:
-            logger.warning("matcher %s: entry %s delivery %s failed: %s", self.market, entry.id, entry.deliveries, reason)
+            logger.warning(
+                "matcher %s: entry %s delivery %s failed: %s", self.market, entry.id, entry.deliveries, reason
+            )
             retry.append(entry.id)
 
     def _store_dead_letter(self, market: str, entry_id: str, data: bytes, reason: str) -> None:
@@ -529,4 +538,3 @@ class MatchingEngine:
             "bids": [[str(p * spec.tick_size), str(q * spec.lot_size)] for p, q in bids],
             "asks": [[str(p * spec.tick_size), str(q * spec.lot_size)] for p, q in asks],
         }
-

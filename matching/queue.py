@@ -105,7 +105,9 @@ class RedisStreamOrderQueue:
         pushed (within ``ENQUEUED_MARKER_TTL_S``)."""
         if order_id is None:
             return self.client.xadd(self.key, {FIELD: command_json}).decode()
-        result = self._push_once(keys=[self.key, self.enqueued_key(order_id)], args=[command_json, ENQUEUED_MARKER_TTL_S])
+        result = self._push_once(
+            keys=[self.key, self.enqueued_key(order_id)], args=[command_json, ENQUEUED_MARKER_TTL_S]
+        )
         return None if result is None else result.decode()
 
     def push_many(self, commands: list[tuple[str, int | None]], pipe: Any = None) -> list[str | None]:
@@ -121,7 +123,9 @@ class RedisStreamOrderQueue:
                 pipe.xadd(self.key, {FIELD: command_json})
             else:
                 self._push_once(
-                    keys=[self.key, self.enqueued_key(order_id)], args=[command_json, ENQUEUED_MARKER_TTL_S], client=pipe
+                    keys=[self.key, self.enqueued_key(order_id)],
+                    args=[command_json, ENQUEUED_MARKER_TTL_S],
+                    client=pipe,
                 )
         return [None if r is None else r.decode() for r in pipe.execute()[before:]]
 
@@ -159,7 +163,9 @@ class RedisStreamOrderQueue:
 
     def reclaim_idle(self, min_idle_ms: int, count: int = 100) -> int:
         """FR-DS-003: take over entries another consumer left pending for ``min_idle_ms``."""
-        _, claimed, _ = self.client.xautoclaim(self.key, GROUP, self.consumer, min_idle_ms, "0-0", count=count, justid=True)
+        _, claimed, _ = self.client.xautoclaim(
+            self.key, GROUP, self.consumer, min_idle_ms, "0-0", count=count, justid=True
+        )
         if claimed:
             self._read_pending = True
         return len(claimed)
@@ -187,6 +193,8 @@ class RedisStreamOrderQueue:
 
     def _with_delivery_counts(self, entries: list[tuple[str, bytes]]) -> list[Entry]:
         first, last = entries[0][0], entries[-1][0]
-        details = self.client.xpending_range(self.key, GROUP, min=first, max=last, count=len(entries), consumername=self.consumer)
+        details = self.client.xpending_range(
+            self.key, GROUP, min=first, max=last, count=len(entries), consumername=self.consumer
+        )
         counts = {d["message_id"].decode(): int(d["times_delivered"]) for d in details}
         return [Entry(i, d, counts.get(i, 1)) for i, d in entries]

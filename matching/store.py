@@ -260,7 +260,9 @@ class MatchStore:
             self._rollback()
             raise
 
-    def write_dead_letter(self, market: str, entry_id: str, payload: str, reason: str, cid: str, deliveries: int) -> None:
+    def write_dead_letter(
+        self, market: str, entry_id: str, payload: str, reason: str, cid: str, deliveries: int
+    ) -> None:
         """Store a dead letter (idempotent per market and entry), in its own transaction."""
         self._ensure()
         try:

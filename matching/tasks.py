@@ -94,7 +94,9 @@ def ensure_matchers() -> int:
     return started
 
 
-@app.task(ignore_result=True, name="orders.sweep_unqueued", autoretry_for=(Exception,), max_retries=3, retry_backoff=0.1)
+@app.task(
+    ignore_result=True, name="orders.sweep_unqueued", autoretry_for=(Exception,), max_retries=3, retry_backoff=0.1
+)
 def sweep_unqueued() -> int:
     """Beat: push `new` orders that never reached their stream (the order row is the outbox)."""
     return order_sweep_unqueued()

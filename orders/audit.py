@@ -46,7 +46,9 @@ def audit_holds(market: Market) -> list[str]:
         expected = need.pop((balance.user_id, balance.asset), Decimal(0))
         if balance.held != expected:
             problems.append(f"user {balance.user_id} holds {balance.held} {balance.asset}; open orders need {expected}")
-    problems.extend(f"user {u} has open orders needing {a} {asset} but no balance row" for (u, asset), a in need.items())
+    problems.extend(
+        f"user {u} has open orders needing {a} {asset} but no balance row" for (u, asset), a in need.items()
+    )
     return problems
 
 

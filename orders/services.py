@@ -167,7 +167,9 @@ def order_cancel(*, user: AbstractBaseUser, order_id: int, correlation_id: str |
         raise OrderNotCancelable(f"order {order_id} not found", field="order_id")
     if not order.is_open:
         raise OrderNotCancelable(f"order {order_id} is {order.status}; only open orders can be canceled")
-    command = CancelCommand(id=order.id, user=order.user_id, market=order.market_code, cid=correlation_id or _correlation_id())
+    command = CancelCommand(
+        id=order.id, user=order.user_id, market=order.market_code, cid=correlation_id or _correlation_id()
+    )
     try:
         RedisStreamOrderQueue(redis_client(), order.market_code).push(encode(command))
     except redis.RedisError as exc:
@@ -184,7 +186,9 @@ def order_sweep_unqueued(*, older_than_s: float | None = None, limit: int = 1000
     age = settings.ORDER_SWEEP_AFTER_S if older_than_s is None else older_than_s
     cutoff = timezone.now() - timedelta(seconds=age)
     stale = list(
-        Order.objects.filter(status=OrderStatus.NEW, updated_at__lt=cutoff).order_by("updated_at")[:limit]  # idx_orders_status_updated
+        Order.objects.filter(status=OrderStatus.NEW, updated_at__lt=cutoff).order_by("updated_at")[
+            :limit
+        ]  # idx_orders_status_updated
     )
     by_market: dict[str, list[Order]] = {}
     for order in stale:
@@ -274,7 +278,9 @@ def _build(market: Market, request: OrderRequest, order_id: int, reference: Deci
     if quantity <= 0:
         raise OrderRejected("quantity must be positive", field="quantity")
     if not _multiple(quantity, market.lot_size):
-        raise OrderRejected(f"quantity must be a multiple of the lot size {market.lot_size.normalize()}", field="quantity")
+        raise OrderRejected(
+            f"quantity must be a multiple of the lot size {market.lot_size.normalize()}", field="quantity"
+        )
     if quantity < market.min_quantity:
         raise OrderRejected(f"quantity must be at least {market.min_quantity.normalize()}", field="quantity")
     notional_step = market.tick_size * market.lot_size
@@ -284,9 +290,13 @@ def _build(market: Market, request: OrderRequest, order_id: int, reference: Deci
         if price <= 0:
             raise OrderRejected("price must be positive", field="price")
         if not _multiple(price, market.tick_size):
-            raise OrderRejected(f"price must be a multiple of the tick size {market.tick_size.normalize()}", field="price")
+            raise OrderRejected(
+                f"price must be a multiple of the tick size {market.tick_size.normalize()}", field="price"
+            )
         if price * quantity < market.min_notional:
-            raise OrderRejected(f"price x quantity must be at least {market.min_notional.normalize()}", field="quantity")
+            raise OrderRejected(
+                f"price x quantity must be at least {market.min_notional.normalize()}", field="quantity"
+            )
         held = price * quantity if side == Side.BUY else quantity
     else:
         if price is not None:
@@ -357,7 +367,9 @@ def _ensure_balance_rows(pairs: set[tuple[int, str]]) -> None:
     placeholders = ", ".join(["(%s, %s, 0, 0, NOW(6))"] * len(pairs))
     args = [value for pair in sorted(pairs) for value in pair]
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT IGNORE INTO balances (user_id, asset, total, held, updated_at) VALUES {placeholders}", args)
+        cursor.execute(
+            f"INSERT IGNORE INTO balances (user_id, asset, total, held, updated_at) VALUES {placeholders}", args
+        )
 
 
 def _push_after_commit(market: Market, orders: list[Order], cid: str) -> None:

@@ -29,7 +29,12 @@ def test_a_crossing_pair_trades_at_the_makers_price_and_settles_balances(engine,
     assert (ask.status, ask.executed_quantity) == ("partially_filled", Decimal("0.2"))
     assert (bid.status, bid.executed_quantity, bid.average_price) == ("executed", Decimal("0.2"), Decimal("100"))
     trade = Trade.objects.get()
-    assert (trade.buy_order_id, trade.sell_order_id, trade.price, trade.quantity) == (bid.id, ask.id, 100, Decimal("0.2"))
+    assert (trade.buy_order_id, trade.sell_order_id, trade.price, trade.quantity) == (
+        bid.id,
+        ask.id,
+        100,
+        Decimal("0.2"),
+    )
     buyer_usdt = Balance.objects.get(user=buyer, asset="usdt")
     assert buyer_usdt.total == Decimal("1000000") - Decimal("20")
     assert buyer_usdt.held == 0  # price improvement of 0.2 x 1 released
