@@ -1,0 +1,19 @@
+.PHONY: run test demo-load bench-core loadtest lint
+
+run:            ## the whole exchange with demo data (Ctrl-C stops it)
+	scripts/run.sh
+
+test:           ## the whole test suite (as CI runs it)
+	scripts/test.sh
+
+demo-load:      ## a gentle stream of random orders for the running demo
+	.venv/bin/python manage.py demo_load --rate 20
+
+bench-core:     ## the matching core micro-benchmark
+	.venv/bin/python bench/core_bench.py --commands 200000
+
+loadtest:       ## the pipeline benchmark against the naive pipeline (see docs/BENCHMARKS.md)
+	.venv/bin/python manage.py loadtest --orders 50000 --rate 0 --compare naive --json var/loadtest.json
+
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
