@@ -179,6 +179,15 @@ class RedisStreamOrderQueue:
                     return int(lag)
         return int(self.client.xlen(self.key))
 
+    def settled(self) -> bool:
+        """Every entry of the stream was delivered to the group and acknowledged."""
+        if not self.client.exists(self.key):
+            return False
+        for group in self.client.xinfo_groups(self.key):
+            if group["name"] in (GROUP, GROUP.encode()):
+                return int(group["pending"]) == 0 and group.get("lag") == 0
+        return False
+
     def pending_count(self) -> int:
         return int(self.client.xpending(self.key, GROUP)["pending"])
 

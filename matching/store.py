@@ -27,9 +27,12 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+# Every JSON_TABLE join names the JSON rows first, joins with STRAIGHT_JOIN and forces the unique
+# index: with stale table statistics (a growing table estimated at 1 or 2 rows) the optimizer
+# otherwise scans the table once per JSON row (seen: 17,670 rows examined to update 37 balances,
+# 60 ms instead of 0.6 ms). The plan must not depend on statistics.
 _UPDATE_ORDERS = """
-UPDATE orders AS o
-JOIN JSON_TABLE(%s, '$[*]' COLUMNS (
+UPDATE JSON_TABLE(%s, '$[*]' COLUMNS (
     id BIGINT PATH '$[0]',
     status VARCHAR(16) PATH '$[1]',
     executed_quantity DECIMAL(30, 10) PATH '$[2]',
@@ -38,8 +41,9 @@ JOIN JSON_TABLE(%s, '$[*]' COLUMNS (
     fee DECIMAL(30, 10) PATH '$[5]',
     seq BIGINT PATH '$[6]',
     reason VARCHAR(200) PATH '$[7]'
-)) AS v ON o.id = v.id
-JOIN matcher_checkpoints AS c ON c.market_id = %s AND c.epoch = %s
+)) AS v
+STRAIGHT_JOIN orders AS o FORCE INDEX (PRIMARY) ON o.id = v.id
+STRAIGHT_JOIN matcher_checkpoints AS c FORCE INDEX (PRIMARY) ON c.market_id = %s AND c.epoch = %s
 SET o.status = v.status,
     o.executed_quantity = v.executed_quantity,
     o.executed_quote = v.executed_quote,
@@ -69,13 +73,13 @@ FROM JSON_TABLE(%s, '$[*]' COLUMNS (
 """
 
 _UPDATE_BALANCES = """
-UPDATE balances AS b
-JOIN JSON_TABLE(%s, '$[*]' COLUMNS (
+UPDATE JSON_TABLE(%s, '$[*]' COLUMNS (
     user_id BIGINT PATH '$[0]',
     asset VARCHAR(16) PATH '$[1]',
     total DECIMAL(30, 10) PATH '$[2]',
     held DECIMAL(30, 10) PATH '$[3]'
-)) AS v ON b.user_id = v.user_id AND b.asset = v.asset
+)) AS v
+STRAIGHT_JOIN balances AS b FORCE INDEX (uniq_balances_user_asset) ON b.user_id = v.user_id AND b.asset = v.asset
 SET b.total = b.total + v.total, b.held = b.held + v.held, b.updated_at = NOW(6)
 """
 

@@ -158,3 +158,31 @@ def audit_against_replay(market: Market, stream_commands: list[str]) -> list[str
     if len(wrong) > 10:
         problems.append(f"... and {len(wrong) - 10} more orders differ")
     return problems
+
+
+def audit_book_against_replay(market: Market, stream_commands: list[str]) -> list[str]:
+    """The resting orders in the DB, aggregated by price, equal the replay's final book."""
+    book = replay_events(stream_commands)[-1]
+    expected = {side: [(Decimal(p), Decimal(q)) for p, q in book[side]] for side in ("bids", "asks")}
+    actual = {}
+    for side, trade_type, order in (("bids", "buy", "-price"), ("asks", "sell", "price")):
+        rows = (
+            Order.objects.filter(
+                coin=market.coin,
+                currency=market.currency,
+                trade_type=trade_type,
+                status__in=(OrderStatus.PENDING, OrderStatus.PARTIALLY_FILLED),
+            )
+            .values("price")
+            .annotate(quantity=Sum("quantity"), executed=Sum("executed_quantity"))
+            .order_by(order)
+        )
+        actual[side] = [(r["price"], r["quantity"] - r["executed"]) for r in rows]
+    return [
+        f"{side}: the DB rests {len(actual[side])} levels, the replay {len(expected[side])}"
+        + (
+            f" (first difference at level {next(i for i, (a, b) in enumerate(zip(actual[side], expected[side], strict=False)) if a != b) if any(a != b for a, b in zip(actual[side], expected[side], strict=False)) else min(len(actual[side]), len(expected[side]))})"
+        )
+        for side in ("bids", "asks")
+        if actual[side] != expected[side]
+    ]

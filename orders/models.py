@@ -168,7 +168,9 @@ class Trade(models.Model):
 class Balance(models.Model):
     """One user's holding of one asset; ``held`` is reserved by open orders."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_index=False, related_name="balances")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_index=False, related_name="balances"
+    )
     asset = models.CharField(max_length=16)
     total = amount_field(default=Decimal("0"))
     held = amount_field(default=Decimal("0"))

@@ -56,6 +56,12 @@ class OrderNotCancelable(ApplicationError):
     status = 409
 
 
+class OrderNotFound(ApplicationError):
+    """No such order for this user (another user's order is reported the same way)."""
+
+    status = 404
+
+
 class ServiceUnavailable(ApplicationError):
     """A dependency (DB, Redis) is down; the request may be retried."""
 
@@ -159,19 +165,24 @@ def order_place_many(
 def order_cancel(*, user: AbstractBaseUser, order_id: int, correlation_id: str | None = None) -> Order:
     """Ask the market's matcher to cancel an open order of ``user``; the cancel is asynchronous.
 
-    Raises ``OrderNotCancelable`` for an unknown order, another user's order or a finished one, and
-    ``ServiceUnavailable`` when the command cannot be queued.
+    Raises ``OrderNotFound`` for an unknown order or another user's, ``OrderNotCancelable`` for a
+    finished one, and ``ServiceUnavailable`` when the command cannot be queued.
     """
     order = Order.objects.filter(id=order_id, user_id=user.pk).first()
     if order is None:
-        raise OrderNotCancelable(f"order {order_id} not found", field="order_id")
+        raise OrderNotFound(f"order {order_id} not found", field="order_id")
     if not order.is_open:
         raise OrderNotCancelable(f"order {order_id} is {order.status}; only open orders can be canceled")
-    command = CancelCommand(
-        id=order.id, user=order.user_id, market=order.market_code, cid=correlation_id or _correlation_id()
-    )
+    cid = correlation_id or _correlation_id()
+    commands: list[tuple[str, int | None]] = [
+        (encode(CancelCommand(id=order.id, user=order.user_id, market=order.market_code, cid=cid)), None)
+    ]
+    if order.status == OrderStatus.NEW:
+        # It may not have reached the stream yet (Redis was down at intake): push it first, once, so
+        # the cancel cannot overtake it and be rejected as unknown.
+        commands.insert(0, (encode(order_command(order, cid)), order.id))
     try:
-        RedisStreamOrderQueue(redis_client(), order.market_code).push(encode(command))
+        RedisStreamOrderQueue(redis_client(), order.market_code).push_many(commands)
     except redis.RedisError as exc:
         raise ServiceUnavailable("the order queue is unavailable; try the cancel again shortly") from exc
     return order
@@ -325,11 +336,12 @@ def _build(market: Market, request: OrderRequest, order_id: int, reference: Deci
     )
 
 
+# JSON rows first, STRAIGHT_JOIN: see matching.store for why the join order is forced.
 _HOLD = """
-UPDATE balances AS b
-JOIN JSON_TABLE(%s, '$[*]' COLUMNS (
+UPDATE JSON_TABLE(%s, '$[*]' COLUMNS (
     user_id BIGINT PATH '$[0]', asset VARCHAR(16) PATH '$[1]', amount DECIMAL(30, 10) PATH '$[2]'
-)) AS v ON b.user_id = v.user_id AND b.asset = v.asset
+)) AS v
+STRAIGHT_JOIN balances AS b FORCE INDEX (uniq_balances_user_asset) ON b.user_id = v.user_id AND b.asset = v.asset
 SET b.held = b.held + v.amount, b.updated_at = NOW(6)
 WHERE b.total - b.held >= v.amount
 """

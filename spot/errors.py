@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import redis
+from django.db import InterfaceError, OperationalError
 from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
 
 
 class ApplicationError(Exception):
@@ -27,4 +32,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
         if exc.field:
             body["errors"] = {exc.field: [exc.message]}
         return Response(body, status=exc.status)
+    # A dependency is down or busy: nothing was accepted (the transaction rolled back) and the client
+    # may retry, so this is a 503, not a 500.
+    if isinstance(exc, OperationalError | InterfaceError):
+        logger.warning("database unavailable: %s", exc)
+        return Response({"message": "the database is unavailable; try again shortly"}, status=503)
+    if isinstance(exc, redis.RedisError):
+        logger.warning("redis unavailable: %s", exc)
+        return Response({"message": "a service is unavailable; try again shortly"}, status=503)
     return drf_exception_handler(exc, context)

@@ -7,7 +7,8 @@ from decimal import Decimal
 import factory
 from django.contrib.auth import get_user_model
 
-from orders.models import Balance, Market
+from orders.ids import allocator
+from orders.models import Balance, Market, Order
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -41,3 +42,23 @@ class BalanceFactory(factory.django.DjangoModelFactory):
     asset = "usdt"
     total = Decimal("100000")
     held = Decimal("0")
+
+
+class OrderFactory(factory.django.DjangoModelFactory):
+    """An order row written directly: no funds held, not queued, in any status. For reads and for
+    states intake cannot produce (an executed order); accepted orders come from ``order_place``."""
+
+    class Meta:
+        model = Order
+
+    id = factory.LazyFunction(lambda: allocator.take(1)[0])
+    user = factory.SubFactory(UserFactory)
+    trade_type = "buy"
+    coin = "btc"
+    currency = "usdt"
+    type = "limit"
+    time_in_force = "gtc"
+    quantity = Decimal("1")
+    price = Decimal("100")
+    held = factory.LazyAttribute(lambda o: o.price * o.quantity if o.trade_type == "buy" else o.quantity)
+    status = "pending"

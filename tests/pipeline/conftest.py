@@ -140,12 +140,6 @@ def wait_until(predicate, timeout: float, interval: float = 0.1, message: str = 
 
 
 def stream_settled(redis_client, market) -> bool:
-    """Every entry of the market's stream was delivered and acknowledged."""
-    from matching.queue import GROUP, stream_key
+    from matching.queue import RedisStreamOrderQueue
 
-    key = stream_key(market.code)
-    if not redis_client.exists(key):
-        return False
-    groups = {g["name"].decode(): g for g in redis_client.xinfo_groups(key)}
-    group = groups.get(GROUP)
-    return group is not None and group["pending"] == 0 and group.get("lag") == 0
+    return RedisStreamOrderQueue(redis_client, market.code).settled()

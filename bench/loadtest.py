@@ -1,0 +1,508 @@
+"""The pipeline benchmark (``python manage.py loadtest``; contract: shared/contracts/benchmark.md).
+
+Each run works on a scratch market with its own assets and users, created here and dropped at the
+end, so it can run against a development database while the demo runs. The real pipeline: orders are
+accepted through ``order_place_many`` (holds, rows), then offered to the market's stream on an
+open-loop schedule, and a real ``celery -A spot worker -Q match_<coin> -P solo`` process (started
+and stopped here) matches them. Latency of an order: stream entry -> its batch committed and
+acknowledged, as the matcher records it. Statements are counted by the matcher's DB driver wrapper.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from bench import feed, workload
+from matching.queue import RedisStreamOrderQueue
+from matching.service import queue_for
+from orders import audit
+from orders.models import Balance, DeadLetter, Market, MatcherCheckpoint, Order, Trade
+from orders.services import balance_deposit
+from spot.redis import redis_client
+
+ROOT = Path(__file__).resolve().parent.parent
+QUOTE_FUNDING = Decimal("100000000")
+BASE_FUNDING = Decimal("100000")
+
+
+@dataclass
+class RunResult:
+    """One pipeline's figures, in the contract's keys (plus what the plot and the table need)."""
+
+    orders: int
+    seconds: float
+    throughput: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    db_statements_per_order: float
+    trades: int
+    dead_lettered: int
+    invariants_ok: bool
+    problems: list[str] = field(default_factory=list)
+    offered_rate: float = 0
+    intake_seconds: float = 0
+    samples: list[tuple[int, int]] = field(default_factory=list, repr=False)  # (entered ms, latency ms)
+
+    def contract(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("samples")
+        for key in ("seconds", "throughput", "p50_ms", "p99_ms", "max_ms", "intake_seconds"):
+            data[key] = round(data[key], 3 if key == "seconds" else 1)
+        data["db_statements_per_order"] = round(self.db_statements_per_order, 4)
+        return data
+
+
+def percentile(sorted_values: Sequence[float], share: float) -> float:
+    """Nearest-rank percentile of already sorted values (0 for none)."""
+    if not sorted_values:
+        return 0.0
+    rank = min(len(sorted_values) - 1, max(0, math.ceil(share * len(sorted_values)) - 1))
+    return float(sorted_values[rank])
+
+
+# -- scratch markets ---------------------------------------------------------------------------
+
+
+@dataclass
+class Scratch:
+    market: Market
+    user_ids: list[int]
+
+
+def template_market(code: str) -> dict[str, Any]:
+    """Tick, lot, minimums and fees of ``code`` if it exists, else BTC/USDT-like defaults."""
+    coin, _, currency = code.partition("_")
+    market = Market.objects.filter(coin=coin, currency=currency).first()
+    if market is None:
+        return {
+            "tick_size": Decimal("0.01"),
+            "lot_size": Decimal("0.0001"),
+            "min_quantity": Decimal("0.0001"),
+            "min_notional": Decimal("0"),
+            "maker_fee_rate": Decimal("0.001"),
+            "taker_fee_rate": Decimal("0.002"),
+        }
+    fields = ("tick_size", "lot_size", "min_quantity", "maker_fee_rate", "taker_fee_rate")
+    return {name: getattr(market, name) for name in fields} | {"min_notional": Decimal("0")}
+
+
+@contextmanager
+def scratch_market(template: str, users: int, *, keep: bool = False) -> Iterator[Scratch]:
+    """A market with its own two assets and ``users`` funded traders; dropped afterwards."""
+    tag = secrets.token_hex(3)
+    market = Market.objects.create(coin=f"lb{tag}", currency=f"lq{tag}", **template_market(template))
+    User = get_user_model()
+    created = User.objects.bulk_create([User(username=f"loadtest-{tag}-{n}", is_active=False) for n in range(users)])
+    user_ids = list(User.objects.filter(username__startswith=f"loadtest-{tag}-").values_list("id", flat=True))
+    assert len(user_ids) == len(created)
+    for user_id in user_ids:
+        balance_deposit(user=user_id, asset=market.currency, amount=QUOTE_FUNDING)
+        balance_deposit(user=user_id, asset=market.coin, amount=BASE_FUNDING)
+    try:
+        yield Scratch(market, user_ids)
+    finally:
+        if not keep:
+            drop_market(market, user_ids)
+
+
+def drop_market(market: Market, user_ids: list[int]) -> None:
+    """Delete everything a scratch market made: rows of its assets and its Redis keys."""
+    coin, currency = market.coin, market.currency
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM trades WHERE coin = %s AND currency = %s", [coin, currency])
+        cursor.execute("DELETE FROM orders WHERE coin = %s AND currency = %s", [coin, currency])
+    Balance.objects.filter(asset__in=[coin, currency]).delete()
+    DeadLetter.objects.filter(market=market.code).delete()
+    MatcherCheckpoint.objects.filter(market=market).delete()
+    get_user_model().objects.filter(id__in=user_ids).delete()
+    market.delete()
+    client = redis_client()
+    for pattern in (f"*{market.code}*", f"enqueued:{market.code}:*"):
+        keys = list(client.scan_iter(match=pattern, count=10_000))
+        for start in range(0, len(keys), 10_000):
+            client.delete(*keys[start : start + 10_000])
+
+
+# -- worker processes --------------------------------------------------------------------------
+
+
+class Worker:
+    """A Celery worker process of this project, on one queue, logging to ``var/``."""
+
+    def __init__(self, queue: str, extra_env: dict[str, str], args: Sequence[str] = ()) -> None:
+        env = dict(os.environ)
+        env.update(
+            DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "settings.dev"),
+            MYSQL_DATABASE=settings.DATABASES["default"]["NAME"],
+            PYTHONUNBUFFERED="1",
+            **extra_env,
+        )
+        (ROOT / "var").mkdir(exist_ok=True)
+        self.log_path = ROOT / "var" / f"loadtest-{queue}.log"
+        self._log = open(self.log_path, "wb")
+        celery = str(Path(sys.executable).parent / "celery")
+        command = [celery, "-A", "spot", "worker", "-Q", queue, "-P", "solo", "-l", "warning", "--without-gossip"]
+        command += ["--without-mingle", "--without-heartbeat", "-n", f"{queue}@%h", *args]
+        self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def rss_mib(self) -> float:
+        """Resident memory of the worker process, from /proc."""
+        with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def wait_for(predicate: Any, timeout: float, what: str, worker: Worker | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if worker is not None and not worker.alive():
+            raise RuntimeError(f"the worker died while waiting for {what}; see {worker.log_path}")
+        time.sleep(0.01)
+    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+# -- the real pipeline -------------------------------------------------------------------------
+
+
+def run_pipeline(
+    template: str,
+    commands: Sequence[workload.Command],
+    *,
+    rate: float,
+    users: int,
+    batch_size: int,
+    keep: bool = False,
+    mid: Decimal = Decimal("30000"),
+) -> RunResult:
+    client = redis_client()
+    with scratch_market(template, users, keep=keep) as scratch:
+        market = scratch.market
+        feed.publish_reference(client, market, mid + 20 * market.tick_size)
+        started = time.perf_counter()
+        items = feed.accept(market, scratch.user_ids, commands)
+        intake_seconds = time.perf_counter() - started
+        totals = audit.asset_totals([market.coin, market.currency])
+        stats_key = f"matcher:stats:{market.code}"
+        worker = Worker(
+            queue_for(market.code), {"MATCHING_RECORD_LATENCY": "1", "MATCHING_BATCH_SIZE": str(batch_size)}
+        )
+        try:
+            wait_for(lambda: client.hexists(stats_key, "rebuild_seconds"), 60, "the matcher to start", worker)
+            statements_before = int(client.hget(stats_key, "statements") or 0)
+            queue = RedisStreamOrderQueue(client, market.code)
+            feed.push(client, market, items, rate=rate)
+            wait_for(queue.settled, 120 + len(items) / 500, "the stream to be drained", worker)
+            statements = int(client.hget(stats_key, "statements") or 0) - statements_before
+        finally:
+            worker.stop()
+        samples = [tuple(map(int, raw.split(b":"))) for raw in client.lrange(f"matcher:latency:{market.code}", 0, -1)]
+        result = _result(samples, len(items), statements, rate)
+        result.intake_seconds = intake_seconds
+        result.trades = Trade.objects.filter(coin=market.coin, currency=market.currency).count()
+        result.dead_lettered = DeadLetter.objects.filter(market=market.code).count()
+        result.problems = end_state_problems(market, [j for j, _ in items], totals)
+        result.invariants_ok = not result.problems
+        return result
+
+
+def _result(samples: list[tuple[int, int]], orders: int, statements: int, rate: float) -> RunResult:
+    latencies = sorted(lat for _, lat in samples)
+    first = min((entered for entered, _ in samples), default=0)
+    last = max((entered + lat for entered, lat in samples), default=0)
+    seconds = max((last - first) / 1000, 1e-3)
+    return RunResult(
+        orders=orders,
+        seconds=seconds,
+        throughput=len(samples) / seconds,
+        p50_ms=percentile(latencies, 0.50),
+        p99_ms=percentile(latencies, 0.99),
+        max_ms=float(latencies[-1]) if latencies else 0.0,
+        db_statements_per_order=statements / max(orders, 1),
+        trades=0,
+        dead_lettered=0,
+        invariants_ok=False,
+        offered_rate=rate,
+        samples=samples,
+    )
+
+
+def end_state_problems(market: Market, stream_commands: list[str], totals: dict[str, Decimal]) -> list[str]:
+    """Every order in one final state, no duplicate trade, balances conserved, book not crossed and
+    equal to the replay's, trades equal to the replay's."""
+    problems = []
+    new = Order.objects.filter(coin=market.coin, currency=market.currency, status="new").count()
+    if new:
+        problems.append(f"{new} orders are still new")
+    problems += audit.audit_against_replay(market, stream_commands)
+    problems += audit.audit_book_against_replay(market, stream_commands)
+    problems += audit.audit_holds(market)
+    problems += audit.audit_book(market)
+    problems += audit.audit_trades(market)
+    problems += audit.audit_conservation(totals, audit.asset_totals([market.coin, market.currency]))
+    return problems
+
+
+# -- the naive pipeline ------------------------------------------------------------------------
+
+
+def run_naive(
+    template: str,
+    commands: Sequence[workload.Command],
+    *,
+    rate: float,
+    users: int,
+    keep: bool = False,
+    mid: Decimal = Decimal("30000"),
+) -> RunResult:
+    from bench import naive
+
+    client = redis_client()
+    with scratch_market(template, users, keep=keep) as scratch:
+        market = scratch.market
+        feed.publish_reference(client, market, mid + 20 * market.tick_size)
+        started = time.perf_counter()
+        items = feed.accept(market, scratch.user_ids, commands)
+        intake_seconds = time.perf_counter() - started
+        totals = audit.asset_totals([market.coin, market.currency])
+        worker = Worker(naive.queue_name(market.code), {}, naive.WORKER_ARGS)
+        try:
+            wait_for(lambda: naive.ready(market.code), 60, "the naive worker to start", worker)
+            naive.send_naive(market.code, items, rate)
+            wait_for(
+                lambda: naive.processed(market.code) >= len(items), 300 + len(items) / 100, "the naive worker", worker
+            )
+        finally:
+            worker.stop()
+        samples = naive.samples(market.code)
+        result = _result(samples, len(items), naive.statements(market.code), rate)
+        result.intake_seconds = intake_seconds
+        result.trades = Trade.objects.filter(coin=market.coin, currency=market.currency).count()
+        result.problems = end_state_problems(market, [j for j, _ in items], totals)
+        result.invariants_ok = not result.problems
+        return result
+
+
+# -- rebuild at scale --------------------------------------------------------------------------
+
+
+def measure_rebuild(template: str, resting: int, *, keep: bool = False) -> dict[str, Any]:
+    """Fill a scratch market with ``resting`` non-crossing resting orders (bulk SQL, holds included),
+    start a matcher, and measure its rebuild time and resident memory."""
+    client = redis_client()
+    with scratch_market(template, 200, keep=keep) as scratch:
+        market = scratch.market
+        started = time.perf_counter()
+        _insert_resting(market, scratch.user_ids, resting)
+        fill_seconds = time.perf_counter() - started
+        worker = Worker(queue_for(market.code), {})
+        stats_key = f"matcher:stats:{market.code}"
+        launched = time.perf_counter()
+        try:
+            wait_for(lambda: client.hexists(stats_key, "rebuild_seconds"), 600, "the rebuild", worker)
+            ready_seconds = time.perf_counter() - launched
+            rss = worker.rss_mib()
+        finally:
+            worker.stop()
+        return {
+            "resting_orders": int(client.hget(stats_key, "resting") or 0),
+            "rebuild_seconds": float(client.hget(stats_key, "rebuild_seconds") or 0),
+            "worker_start_to_ready_seconds": round(ready_seconds, 2),
+            "matcher_rss_mib": round(rss, 1),
+            "fill_seconds": round(fill_seconds, 1),
+        }
+
+
+def _insert_resting(market: Market, user_ids: list[int], count: int) -> None:
+    """``count`` resting limit orders, half bids below and half asks above a mid, 1,000 price levels a
+    side, with seq in arrival order and each user's holds equal to what their orders need."""
+    from orders.ids import allocator
+
+    tick, lot = market.tick_size, market.lot_size
+    mid = 3_000_000  # ticks
+    holds: dict[tuple[int, str], Decimal] = {}
+    chunk = 5_000
+    seq = 0
+    with connection.cursor() as cursor:
+        for start in range(0, count, chunk):
+            n = min(chunk, count - start)
+            ids = allocator.take(n)
+            rows = []
+            for k, order_id in enumerate(ids):
+                seq += 1
+                index = start + k
+                user = user_ids[index % len(user_ids)]
+                side = "buy" if index % 2 == 0 else "sell"
+                level = 1 + (index // 2) % 1000
+                price = (mid - level if side == "buy" else mid + level) * tick
+                quantity = (1 + index % 7) * lot
+                held = price * quantity if side == "buy" else quantity
+                asset = market.currency if side == "buy" else market.coin
+                holds[(user, asset)] = holds.get((user, asset), Decimal(0)) + held
+                rows.append((order_id, user, side, market.currency, market.coin, price, quantity, held, seq))
+            values = ", ".join(
+                ["(%s, %s, %s, %s, %s, 'limit', 'gtc', %s, %s, %s, 0, 0, 0, 'pending', '', %s, NOW(6), NOW(6))"] * n
+            )
+            cursor.execute(
+                "INSERT INTO orders (id, user_id, trade_type, currency, coin, type, time_in_force, price, quantity, "
+                "held, executed_quantity, executed_quote, fee, status, reject_reason, seq, created_at, updated_at) "
+                f"VALUES {values}",
+                [value for row in rows for value in row],
+            )
+        for (user, asset), amount in holds.items():
+            cursor.execute(
+                "UPDATE balances SET held = held + %s WHERE user_id = %s AND asset = %s", [amount, user, asset]
+            )
+        cursor.execute(
+            "INSERT INTO matcher_checkpoints (market_id, last_entry, last_seq, epoch, updated_at) "
+            "VALUES (%s, '0-0', %s, 0, NOW(6))",
+            [market.id, seq],
+        )
+
+
+# -- environment, output -----------------------------------------------------------------------
+
+
+def environment(batch_size: int) -> dict[str, Any]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT VERSION()")
+        (mysql,) = cursor.fetchone()
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    client: redis.Redis = redis_client()
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "mysql": mysql,
+        "redis": client.info("server")["redis_version"],
+        "batch_size": batch_size,
+        "commit": commit or "unknown",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def table(rows: dict[str, RunResult], ratio: dict[str, float] | None) -> str:
+    header = f"{'pipeline':<10} {'orders':>7} {'seconds':>8} {'orders/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'stmt/ord':>9} {'trades':>7} {'DLQ':>4}  invariants"
+    lines = [header, "-" * len(header)]
+    for name, r in rows.items():
+        lines.append(
+            f"{name:<10} {r.orders:>7} {r.seconds:>8.2f} {r.throughput:>9.0f} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} "
+            f"{r.max_ms:>8.1f} {r.db_statements_per_order:>9.3f} {r.trades:>7} {r.dead_lettered:>4}  "
+            f"{'ok' if r.invariants_ok else 'FAILED: ' + '; '.join(r.problems[:3])}"
+        )
+    if ratio:
+        lines.append(f"{'ratio':<10} {'':>7} {'':>8} {ratio['throughput']:>8.1f}x {'':>8} {ratio['p99_ms']:>8.3f}")
+    return "\n".join(lines)
+
+
+def plot(rows: dict[str, RunResult], path: Path, title: str) -> None:
+    """Latency CDF and throughput over time of each pipeline, one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (cdf, over_time) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for name, result in rows.items():
+        latencies = sorted(max(lat, 0.5) for _, lat in result.samples)
+        if not latencies:
+            continue
+        n = len(latencies)
+        cdf.plot(latencies, [(i + 1) / n for i in range(n)], label=f"{name} (p99 {result.p99_ms:.0f} ms)")
+        first = min(e for e, _ in result.samples)
+        buckets: dict[int, int] = {}
+        for entered, lat in result.samples:
+            bucket = (entered + lat - first) // 250
+            buckets[bucket] = buckets.get(bucket, 0) + 1
+        xs = sorted(buckets)
+        over_time.plot([x / 4 for x in xs], [buckets[x] * 4 for x in xs], label=f"{name} ({result.throughput:,.0f}/s)")
+    cdf.set_xscale("log")
+    cdf.set_xlabel("latency: stream entry -> committed and acked (ms, log)")
+    cdf.set_ylabel("share of orders")
+    cdf.axvline(50, color="grey", linestyle=":", linewidth=1)
+    cdf.text(52, 0.02, "50 ms (FR-PF-002 p99)", fontsize=8, color="grey")
+    cdf.grid(True, which="both", alpha=0.3)
+    cdf.legend()
+    over_time.set_xlabel("seconds since the first order entered")
+    over_time.set_ylabel("orders committed per second")
+    over_time.grid(True, alpha=0.3)
+    over_time.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_sweep(points: list[dict[str, float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, left = plt.subplots(figsize=(7.5, 4.8))
+    offered = [p["rate"] for p in points]
+    left.plot(offered, [p["throughput"] for p in points], "o-", label="throughput (orders/s)")
+    left.plot(offered, offered, ":", color="grey", label="offered = served")
+    left.set_xlabel("offered rate (orders/s)")
+    left.set_ylabel("orders/s")
+    right = left.twinx()
+    right.plot(offered, [p["p99_ms"] for p in points], "s--", color="tab:red", label="p99 latency (ms)")
+    right.set_ylabel("p99 latency (ms)")
+    right.set_yscale("log")
+    handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    labels = left.get_legend_handles_labels()[1] + right.get_legend_handles_labels()[1]
+    left.legend(handles, labels, loc="upper left")
+    left.grid(True, alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")

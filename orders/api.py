@@ -1,0 +1,245 @@
+"""The HTTP API of the orders domain (DRF). Views are thin: a serializer checks the shape of the input,
+a service or selector does the work, a serializer (or the selector's dict) shapes the output.
+
+Errors: input of the wrong shape raises ``InvalidInput`` and business rules raise the services'
+``ApplicationError``s; ``spot.errors.exception_handler`` renders both as
+``{"message": ..., "errors": {field: [message, ...]}}`` with the error's status.
+
+Amounts are exact: JSON numbers are parsed straight to ``Decimal`` (never through ``float``) and
+strings with ``Decimal(str)``; more than 10 decimal places or 20 integer digits is a 400 (the columns
+are ``DECIMAL(30, 10)``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from decimal import Decimal
+from typing import Any
+
+from rest_framework import serializers, status
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser, get_encoding
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.utils.json import strict_constant
+from rest_framework.views import APIView
+
+from orders.models import OrderStatus, OrderType, Side, TimeInForce
+from orders.selectors import (
+    LIST_LIMIT_MAX,
+    amount_text,
+    balance_list,
+    book_get,
+    market_list,
+    order_data,
+    order_get,
+    order_list,
+    trade_list,
+)
+from orders.services import OrderRequest, order_cancel, order_place, order_place_many
+from spot.errors import ApplicationError
+
+BATCH_MAX = 50  # orders per batch request; one transaction holds every order's funds
+
+
+class InvalidInput(ApplicationError):
+    """The request's fields fail the API's shape rules; ``errors`` names each one."""
+
+
+class ExactJSONParser(JSONParser):
+    """JSON whose numbers with a fraction or exponent become ``Decimal``, never ``float``: ``0.1`` is
+    0.1 exactly, and a number with more digits than a float holds is judged as sent (more than 10
+    decimal places is refused, not rounded)."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+        decoded = codecs.getreader(get_encoding(parser_context or {}))(stream)
+        try:
+            return json.load(decoded, parse_float=Decimal, parse_constant=strict_constant)
+        except ValueError as exc:
+            raise ParseError(f"JSON parse error - {exc}") from exc
+
+
+PARSERS = [ExactJSONParser, FormParser, MultiPartParser]
+
+
+# -- serializers -----------------------------------------------------------------------------------
+
+
+def _amount_input(**kwargs: Any) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=30, decimal_places=10, **kwargs)
+
+
+class AmountField(serializers.Field):
+    """Output: a decimal as a plain string without trailing zeros (``"0.5"``, ``"100"``)."""
+
+    def to_representation(self, value: Decimal) -> str:
+        return amount_text(value)
+
+
+class OrderInput(serializers.Serializer):
+    trade_type = serializers.ChoiceField(choices=Side.choices)
+    type = serializers.ChoiceField(choices=OrderType.choices)
+    quantity = _amount_input()
+    price = _amount_input(required=False, allow_null=True)
+    time_in_force = serializers.ChoiceField(choices=TimeInForce.choices, default=TimeInForce.GTC)
+
+
+class PlaceInput(OrderInput):
+    market = serializers.CharField(max_length=33)
+
+
+class BatchInput(serializers.Serializer):
+    market = serializers.CharField(max_length=33)
+    orders = OrderInput(many=True, allow_empty=False, max_length=BATCH_MAX)
+
+
+class OrderListQuery(serializers.Serializer):
+    market = serializers.CharField(max_length=33, required=False)
+    status = serializers.ChoiceField(choices=OrderStatus.choices, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=LIST_LIMIT_MAX, default=100)
+
+
+class TradeListQuery(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=LIST_LIMIT_MAX, default=100)
+
+
+class BalanceOutput(serializers.Serializer):
+    asset = serializers.CharField()
+    total = AmountField()
+    held = AmountField()
+    available = AmountField()
+
+
+class MarketOutput(serializers.Serializer):
+    code = serializers.CharField()
+    coin = serializers.CharField()
+    currency = serializers.CharField()
+    tick_size = AmountField()
+    lot_size = AmountField()
+    min_quantity = AmountField()
+    min_notional = AmountField()
+    maker_fee_rate = AmountField()
+    taker_fee_rate = AmountField()
+
+
+class TradeOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    price = AmountField()
+    quantity = AmountField()
+    taker_side = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+# -- views -----------------------------------------------------------------------------------------
+
+
+class OrderListCreateApi(APIView):
+    """``POST /api/orders`` places one order (201); ``GET /api/orders?market=&status=&limit=`` lists
+    the user's orders, newest first."""
+
+    parser_classes = PARSERS
+
+    def post(self, request: Request) -> Response:
+        data = _validated(PlaceInput, request.data)
+        order = order_place(
+            user=request.user,
+            market=data["market"],
+            side=data["trade_type"],
+            order_type=data["type"],
+            quantity=data["quantity"],
+            price=data.get("price"),
+            time_in_force=data["time_in_force"],
+        )
+        return Response(order_data(order), status=status.HTTP_201_CREATED)
+
+    def get(self, request: Request) -> Response:
+        query = _validated(OrderListQuery, request.query_params)
+        orders = order_list(
+            user=request.user, market=query.get("market"), status=query.get("status"), limit=query["limit"]
+        )
+        return Response([order_data(order) for order in orders])
+
+
+class OrderBatchApi(APIView):
+    """``POST /api/orders/batch``: up to ``BATCH_MAX`` orders of one market, all accepted or none (201)."""
+
+    parser_classes = PARSERS
+
+    def post(self, request: Request) -> Response:
+        data = _validated(BatchInput, request.data)
+        requests = [
+            OrderRequest(
+                user_id=request.user.pk,
+                side=item["trade_type"],
+                type=item["type"],
+                quantity=item["quantity"],
+                price=item.get("price"),
+                time_in_force=item["time_in_force"],
+            )
+            for item in data["orders"]
+        ]
+        orders = order_place_many(market=data["market"], requests=requests)
+        return Response([order_data(order) for order in orders], status=status.HTTP_201_CREATED)
+
+
+class OrderDetailApi(APIView):
+    """``GET /api/orders/<id>`` (order cache first); ``DELETE /api/orders/<id>`` asks the matcher to
+    cancel (202; the order shows ``canceled`` once the matcher has applied it)."""
+
+    def get(self, request: Request, order_id: int) -> Response:
+        return Response(order_get(user=request.user, order_id=order_id))
+
+    def delete(self, request: Request, order_id: int) -> Response:
+        # order_get first: another user's order is a 404 (order_cancel reports it as a 409).
+        order_get(user=request.user, order_id=order_id)
+        order = order_cancel(user=request.user, order_id=order_id)
+        return Response({"id": order.id, "status": "cancel_requested"}, status=status.HTTP_202_ACCEPTED)
+
+
+class BalanceListApi(APIView):
+    """``GET /api/balances``: the user's balances (asset, total, held, available)."""
+
+    def get(self, request: Request) -> Response:
+        return Response(BalanceOutput(balance_list(user=request.user), many=True).data)
+
+
+class MarketListApi(APIView):
+    """``GET /api/markets``: markets open for trading with their grid, minimums and fee rates (public)."""
+
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request) -> Response:
+        return Response(MarketOutput(market_list(), many=True).data)
+
+
+class MarketBookApi(APIView):
+    """``GET /api/markets/<code>/book``: the depth the matcher last published (public)."""
+
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request, code: str) -> Response:
+        return Response(book_get(market_code=code))
+
+
+class MarketTradeListApi(APIView):
+    """``GET /api/markets/<code>/trades?limit=``: the market's latest trades, newest first (public)."""
+
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request, code: str) -> Response:
+        limit = _validated(TradeListQuery, request.query_params)["limit"]
+        return Response(TradeOutput(trade_list(market_code=code, limit=limit), many=True).data)
+
+
+# -- internals -------------------------------------------------------------------------------------
+
+
+def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    """The serializer's validated data; raises ``InvalidInput`` naming every offending field."""
+    serializer = serializer_class(data=data)
+    if not serializer.is_valid():
+        errors = serializer.errors
+        raise InvalidInput(f"invalid input: {', '.join(errors)}", extra={"errors": errors})
+    return serializer.validated_data

@@ -1,0 +1,179 @@
+"""Reads of the orders domain: one order (cache first), a user's orders and balances, markets, the
+published book and recent trades.
+
+``order_get`` serves FR-PF-004: a detail read is answered from the order cache (``order:{id}``,
+FR-DS-002) with no DB query; only a miss or an incomplete hash reads the DB, and that read refills the
+cache. Every order is shaped the same way whichever side answered (``order_data``): amounts as plain
+decimal strings, timestamps ISO-8601 UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from decimal import Context, Decimal
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+
+from orders.cache import cache_key, cached_order, order_to_cache
+from orders.models import Balance, Market, Order, Trade
+from orders.services import OrderNotFound, ServiceUnavailable
+from spot.redis import redis_client
+
+logger = logging.getLogger(__name__)
+
+LIST_LIMIT_MAX = 500  # a page of a user's orders or a market's trades; larger reads go to exports
+# Wider than any DecimalField(30, 10), so normalizing never rounds (the default context keeps 28 digits).
+_EXACT = Context(prec=60)
+AMOUNT_FIELDS = ("quantity", "executed_quantity", "executed_quote", "fee")
+OPTIONAL_AMOUNT_FIELDS = ("price", "average_price")
+
+
+def order_get(*, user: AbstractBaseUser, order_id: int) -> dict[str, Any]:
+    """The public fields of the user's order ``order_id``.
+
+    Cost: one Redis round trip and no DB query on a cache hit; on a miss or an incomplete hash, one
+    DB query plus one pipelined Redis round trip to refill. A Redis error is logged and answered from
+    the DB. Raises ``OrderNotFound`` for an unknown order or another user's.
+    """
+    client = redis_client()
+    cache_up = True
+    try:
+        cached = cached_order(client, order_id)
+    except redis.RedisError:
+        logger.warning("order cache unavailable; reading order %s from the DB", order_id, exc_info=True)
+        cached, cache_up = None, False
+    if cached is None:
+        order = Order.objects.filter(id=order_id).first()
+        if order is None:
+            raise OrderNotFound(f"order {order_id} not found", field="order_id")
+        if cache_up:
+            _refill(client, order)
+        cached = order_to_cache(order)
+    if cached["user"] != str(user.pk):
+        raise OrderNotFound(f"order {order_id} not found", field="order_id")
+    return _public(cached)
+
+
+def order_data(order: Order) -> dict[str, Any]:
+    """The public fields of ``order`` (as ``order_get`` returns them) from a model instance."""
+    return _public(order_to_cache(order))
+
+
+def order_list(
+    *, user: AbstractBaseUser, market: str | None = None, status: str | None = None, limit: int = 100
+) -> QuerySet[Order]:
+    """The user's orders, newest first, at most ``limit`` (capped at ``LIST_LIMIT_MAX``).
+
+    ``market`` is a code (``btc_usdt``); with it the read is a range of idx_orders_user_currency_coin
+    (user_id, currency, coin), without it a prefix of the same index.
+    """
+    orders = Order.objects.filter(user_id=user.pk)
+    if market is not None:
+        coin, _, currency = market.partition("_")
+        orders = orders.filter(currency=currency, coin=coin)
+    if status is not None:
+        orders = orders.filter(status=status)
+    return orders.order_by("-created_at", "-id")[: _capped(limit)]
+
+
+def balance_list(*, user: AbstractBaseUser) -> QuerySet[Balance]:
+    """The user's balances by asset (``available`` is a property: ``total - held``)."""
+    return Balance.objects.filter(user_id=user.pk).order_by("asset")
+
+
+def market_list() -> QuerySet[Market]:
+    """The markets open for trading, by code."""
+    return Market.objects.filter(enabled=True).order_by("coin", "currency")
+
+
+def book_get(*, market_code: str) -> dict[str, Any]:
+    """The depth the market's matcher last published at ``book:{code}``: ``{"market", "bids", "asks"}``,
+    each side ``[[price, quantity], ...]`` as plain decimal strings, best first; empty sides when nothing was
+    published. One Redis read, no DB query. Raises ``ServiceUnavailable`` when Redis is down.
+    """
+    try:
+        raw = redis_client().get(f"book:{market_code}")
+    except redis.RedisError as exc:
+        logger.warning("book of %s unavailable", market_code, exc_info=True)
+        raise ServiceUnavailable("market data is unavailable; try again shortly") from exc
+    if not raw:
+        return {"market": market_code, "bids": [], "asks": []}
+    book = json.loads(raw)
+    return {"market": market_code, "bids": _levels(book.get("bids")), "asks": _levels(book.get("asks"))}
+
+
+def trade_list(*, market_code: str, limit: int = 100) -> QuerySet[Trade]:
+    """The market's most recent trades, newest first (idx_trades_market_created)."""
+    coin, _, currency = market_code.partition("_")
+    trades = Trade.objects.filter(coin=coin, currency=currency)
+    return trades.order_by("-created_at", "-id")[: _capped(limit)]
+
+
+def amount_text(value: Decimal | str) -> str:
+    """A decimal as a plain string without exponent or trailing zeros: ``0.5000000000`` -> ``"0.5"``,
+    ``1E+2`` -> ``"100"``. Exact: the API's one form of an amount."""
+    return f"{Decimal(value).normalize(_EXACT):f}"
+
+
+# -- internals -------------------------------------------------------------------------------------
+
+
+def _capped(limit: int) -> int:
+    return max(1, min(limit, LIST_LIMIT_MAX))
+
+
+def _levels(levels: list[list[str]] | None) -> list[list[str]]:
+    return [[amount_text(price), amount_text(quantity)] for price, quantity in levels or []]
+
+
+def _refill(client: redis.Redis, order: Order) -> None:
+    """Write ``order`` to the cache without overwriting a field that is already there.
+
+    Not ``cache_orders`` (a full HSET): between this DB read and this write the matcher may commit a
+    newer state of the order and write its fields through; a full HSET would put the older status
+    back, and for a finished order nothing would correct it before the TTL. HSETNX keeps the newer
+    fields, and a later matcher write still overwrites ours. A Redis error is logged, not raised.
+    """
+    key = cache_key(order.id)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for field, value in order_to_cache(order).items():
+            pipe.hsetnx(key, field, value)
+        pipe.expire(key, settings.ORDER_CACHE_TTL)
+        pipe.execute()
+    except redis.RedisError:
+        logger.warning("could not refill the cache of order %s", order.id, exc_info=True)
+
+
+def _public(cached: dict[str, str]) -> dict[str, Any]:
+    """The API's view of a cache hash (``orders.cache.FIELDS``)."""
+    data: dict[str, Any] = {
+        "id": int(cached["id"]),
+        "market": cached["market"],
+        "trade_type": cached["trade_type"],
+        "type": cached["type"],
+        "time_in_force": cached["time_in_force"],
+        "status": cached["status"],
+        "reject_reason": cached["reject_reason"],
+        "created_at": _timestamp(cached["created_at"]),
+        "updated_at": _timestamp(cached["updated_at"]),
+    }
+    for field in AMOUNT_FIELDS:
+        data[field] = amount_text(cached[field])
+    for field in OPTIONAL_AMOUNT_FIELDS:
+        data[field] = amount_text(cached[field]) if cached[field] else None
+    return data
+
+
+def _timestamp(epoch: str) -> str:
+    """``1769162400.123456`` (the cache's form) -> ``2026-01-23T10:00:00.123456Z``; exact, no float."""
+    seconds = Decimal(epoch)
+    whole = int(seconds)
+    moment = datetime.fromtimestamp(whole, tz=UTC) + timedelta(microseconds=int((seconds - whole) * 1_000_000))
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -1,0 +1,27 @@
+"""Routes of the orders API, mounted under ``/api/`` (no trailing slashes)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from orders.api import (
+    BalanceListApi,
+    MarketBookApi,
+    MarketListApi,
+    MarketTradeListApi,
+    OrderBatchApi,
+    OrderDetailApi,
+    OrderListCreateApi,
+)
+
+app_name = "orders"
+
+urlpatterns = [
+    path("orders", OrderListCreateApi.as_view(), name="orders"),
+    path("orders/batch", OrderBatchApi.as_view(), name="orders-batch"),
+    path("orders/<int:order_id>", OrderDetailApi.as_view(), name="order-detail"),
+    path("balances", BalanceListApi.as_view(), name="balances"),
+    path("markets", MarketListApi.as_view(), name="markets"),
+    path("markets/<str:code>/book", MarketBookApi.as_view(), name="market-book"),
+    path("markets/<str:code>/trades", MarketTradeListApi.as_view(), name="market-trades"),
+]

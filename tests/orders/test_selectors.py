@@ -1,0 +1,254 @@
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from orders.cache import cache_key, cached_order
+from orders.selectors import (
+    OrderNotFound,
+    amount_text,
+    balance_list,
+    book_get,
+    market_list,
+    order_get,
+    order_list,
+    trade_list,
+)
+from orders.services import ServiceUnavailable, order_place
+from tests.factories import BalanceFactory, MarketFactory, OrderFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connections are refused
+
+
+@pytest.fixture
+def market(redis_client):
+    return MarketFactory(coin="btc", currency="usdt")
+
+
+@pytest.fixture
+def trader(market):
+    user = UserFactory()
+    BalanceFactory(user=user, asset="usdt", total=Decimal("100000"))
+    BalanceFactory(user=user, asset="btc", total=Decimal("10"))
+    return user
+
+
+def _place(user, market, **kwargs):
+    fields = {"side": "buy", "order_type": "limit", "quantity": "0.5", "price": "100.00", **kwargs}
+    return order_place(user=user, market=market, **fields)
+
+
+# -- order_get ---------------------------------------------------------------------------------------
+
+
+def test_a_cached_order_is_read_without_a_db_query(trader, market):
+    order = _place(trader, market)
+
+    with CaptureQueriesContext(connection) as queries:
+        data = order_get(user=trader, order_id=order.id)
+
+    assert len(queries) == 0
+    assert data["id"] == order.id
+    assert (data["market"], data["trade_type"], data["type"], data["time_in_force"]) == (
+        "btc_usdt",
+        "buy",
+        "limit",
+        "gtc",
+    )
+    assert (data["quantity"], data["price"], data["status"]) == ("0.5", "100", "new")
+    assert (data["executed_quantity"], data["executed_quote"], data["fee"], data["average_price"]) == (
+        "0",
+        "0",
+        "0",
+        None,
+    )
+    assert data["reject_reason"] == ""
+    assert data["created_at"].endswith("Z")
+
+
+def test_a_cache_miss_reads_the_db_and_refills_the_cache(trader, market, redis_client):
+    order = OrderFactory(user=trader, quantity=Decimal("0.25"), price=Decimal("99.5"))
+    assert cached_order(redis_client, order.id) is None
+
+    with CaptureQueriesContext(connection) as miss:
+        data = order_get(user=trader, order_id=order.id)
+    with CaptureQueriesContext(connection) as hit:
+        again = order_get(user=trader, order_id=order.id)
+
+    assert len(miss) >= 1
+    assert cached_order(redis_client, order.id)["user"] == str(trader.pk)
+    assert redis_client.ttl(cache_key(order.id)) > 3500
+    assert len(hit) == 0
+    assert again == data
+    assert (data["quantity"], data["price"], data["status"]) == ("0.25", "99.5", "pending")
+
+
+def test_an_order_reads_the_same_from_the_cache_and_from_the_db(trader, market, redis_client):
+    order = _place(trader, market, quantity="0.1230", price="101.50")
+    from_cache = order_get(user=trader, order_id=order.id)
+    redis_client.delete(cache_key(order.id))
+
+    from_db = order_get(user=trader, order_id=order.id)
+
+    assert from_db == from_cache
+
+
+def test_a_hash_the_matcher_wrote_after_expiry_is_incomplete_and_read_from_the_db(trader, market, redis_client):
+    order = OrderFactory(user=trader, status="pending")
+    redis_client.hset(cache_key(order.id), mapping={"status": "pending", "executed_quantity": "0"})
+
+    with CaptureQueriesContext(connection) as queries:
+        data = order_get(user=trader, order_id=order.id)
+
+    assert len(queries) >= 1
+    assert data["market"] == "btc_usdt"
+    assert cached_order(redis_client, order.id) is not None
+
+
+def test_a_refill_keeps_a_newer_status_the_matcher_wrote_meanwhile(trader, market, redis_client):
+    # The DB read saw the order pending; the matcher then committed its execution and wrote the
+    # mutable fields through. The refill must not put "pending" back.
+    order = OrderFactory(user=trader, status="pending")
+    redis_client.hset(cache_key(order.id), mapping={"status": "executed", "executed_quantity": "1"})
+
+    order_get(user=trader, order_id=order.id)
+
+    data = order_get(user=trader, order_id=order.id)
+    assert (data["status"], data["executed_quantity"]) == ("executed", "1")
+
+
+def test_another_users_order_is_not_found_whether_cached_or_not(trader, market, redis_client):
+    order = _place(trader, market)
+    stranger = UserFactory()
+
+    with pytest.raises(OrderNotFound):
+        order_get(user=stranger, order_id=order.id)
+    redis_client.delete(cache_key(order.id))
+    with pytest.raises(OrderNotFound) as error:
+        order_get(user=stranger, order_id=order.id)
+
+    assert error.value.status == 404
+
+
+def test_an_unknown_order_is_not_found(trader, redis_client):
+    with pytest.raises(OrderNotFound):
+        order_get(user=trader, order_id=999_999_999)
+
+
+def test_when_redis_is_unreachable_the_order_is_read_from_the_db(trader, market, settings, caplog):
+    order = OrderFactory(user=trader, status="partially_filled", executed_quantity=Decimal("0.4"))
+    settings.MATCHING_REDIS_URL = UNREACHABLE_REDIS
+
+    data = order_get(user=trader, order_id=order.id)
+
+    assert (data["id"], data["status"], data["executed_quantity"]) == (order.id, "partially_filled", "0.4")
+    assert "order cache unavailable" in caplog.text
+
+
+# -- lists -------------------------------------------------------------------------------------------
+
+
+def test_order_list_shows_only_the_users_orders_newest_first(trader, market):
+    first = OrderFactory(user=trader)
+    second = OrderFactory(user=trader)
+    OrderFactory()  # another user's
+
+    assert [o.id for o in order_list(user=trader)] == [second.id, first.id]
+
+
+def test_order_list_filters_by_market_and_status(trader, market):
+    pending = OrderFactory(user=trader, status="pending")
+    OrderFactory(user=trader, status="executed")
+    OrderFactory(user=trader, coin="eth", status="pending")
+
+    assert [o.id for o in order_list(user=trader, market="btc_usdt", status="pending")] == [pending.id]
+    assert order_list(user=trader, market="doge_usdt").count() == 0
+
+
+def test_order_list_reads_through_the_user_market_index(trader, market):
+    OrderFactory(user=trader)
+
+    plan = order_list(user=trader, market="btc_usdt").explain()
+
+    assert "idx_orders_user_currency_coin" in plan
+
+
+def test_order_list_caps_the_limit(trader, market):
+    for _ in range(3):
+        OrderFactory(user=trader)
+
+    assert len(order_list(user=trader, limit=2)) == 2
+    assert len(order_list(user=trader, limit=0)) == 1
+
+
+def test_balance_list_shows_the_users_balances_by_asset(trader):
+    BalanceFactory(asset="eth")  # another user's
+
+    balances = list(balance_list(user=trader))
+
+    assert [(b.asset, b.total, b.available) for b in balances] == [
+        ("btc", Decimal("10"), Decimal("10")),
+        ("usdt", Decimal("100000"), Decimal("100000")),
+    ]
+
+
+def test_market_list_shows_only_enabled_markets(market):
+    MarketFactory(coin="eth", currency="usdt", enabled=False)
+
+    assert [m.code for m in market_list()] == ["btc_usdt"]
+
+
+def test_trade_list_is_empty_for_a_market_without_trades(market):
+    assert list(trade_list(market_code="btc_usdt")) == []
+
+
+# -- book --------------------------------------------------------------------------------------------
+
+
+def test_a_book_never_published_has_empty_sides(redis_client):
+    assert book_get(market_code="btc_usdt") == {"market": "btc_usdt", "bids": [], "asks": []}
+
+
+def test_the_book_is_read_as_the_matcher_published_it_with_plain_amounts(redis_client):
+    published = {
+        "market": "btc_usdt",
+        "bids": [["99.0000000000", "1.0000000000"]],
+        "asks": [["101.0000000000", "0.5000000000"], ["102.5000000000", "0.3000000000"]],
+    }
+    redis_client.set("book:btc_usdt", json.dumps(published))
+
+    assert book_get(market_code="btc_usdt") == {
+        "market": "btc_usdt",
+        "bids": [["99", "1"]],
+        "asks": [["101", "0.5"], ["102.5", "0.3"]],
+    }
+
+
+def test_the_book_is_unavailable_when_redis_is_unreachable(settings):
+    settings.MATCHING_REDIS_URL = UNREACHABLE_REDIS
+
+    with pytest.raises(ServiceUnavailable):
+        book_get(market_code="btc_usdt")
+
+
+# -- amounts -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("0.5000000000", "0.5"),
+        ("0E-10", "0"),
+        ("1E+2", "100"),
+        ("100.0000000000", "100"),
+        ("12345678901234567890.1234567891", "12345678901234567890.1234567891"),  # 30 digits, not rounded
+    ],
+)
+def test_amounts_are_plain_exact_strings(value, text):
+    assert amount_text(Decimal(value)) == text
