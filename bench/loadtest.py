@@ -152,7 +152,7 @@ class Worker:
     def __init__(self, queue: str, extra_env: dict[str, str], args: Sequence[str] = ()) -> None:
         env = dict(os.environ)
         env.update(
-            DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "settings.dev"),
+            DJANGO_SETTINGS_MODULE=settings.SETTINGS_MODULE,  # the workers use this process's settings
             MYSQL_DATABASE=settings.DATABASES["default"]["NAME"],
             PYTHONUNBUFFERED="1",
             **extra_env,
@@ -224,20 +224,26 @@ def run_pipeline(
         intake_seconds = time.perf_counter() - started
         totals = audit.asset_totals([market.coin, market.currency])
         stats_key = f"matcher:stats:{market.code}"
+        queue = RedisStreamOrderQueue(client, market.code)
+        if not rate:
+            # Drain throughput: the whole stream waits before the matcher starts, so the feeder's speed
+            # is not what is measured; the clock starts when the matcher has rebuilt its book.
+            feed.push(client, market, items)
         worker = Worker(
             queue_for(market.code), {"MATCHING_RECORD_LATENCY": "1", "MATCHING_BATCH_SIZE": str(batch_size)}
         )
         try:
-            wait_for(lambda: client.hexists(stats_key, "rebuild_seconds"), 60, "the matcher to start", worker)
+            wait_for(lambda: client.hexists(stats_key, "started_at"), 60, "the matcher to start", worker)
             statements_before = int(client.hget(stats_key, "statements") or 0)
-            queue = RedisStreamOrderQueue(client, market.code)
-            feed.push(client, market, items, rate=rate)
+            started_ms = int(float(client.hget(stats_key, "started_at")) * 1000)
+            if rate:
+                feed.push(client, market, items, rate=rate)
             wait_for(queue.settled, 120 + len(items) / 500, "the stream to be drained", worker)
             statements = int(client.hget(stats_key, "statements") or 0) - statements_before
         finally:
             worker.stop()
         samples = [tuple(map(int, raw.split(b":"))) for raw in client.lrange(f"matcher:latency:{market.code}", 0, -1)]
-        result = _result(samples, len(items), statements, rate)
+        result = _result(samples, len(items), statements, rate, None if rate else started_ms)
         result.intake_seconds = intake_seconds
         result.trades = Trade.objects.filter(coin=market.coin, currency=market.currency).count()
         result.dead_lettered = DeadLetter.objects.filter(market=market.code).count()
@@ -246,9 +252,13 @@ def run_pipeline(
         return result
 
 
-def _result(samples: list[tuple[int, int]], orders: int, statements: int, rate: float) -> RunResult:
+def _result(
+    samples: list[tuple[int, int]], orders: int, statements: int, rate: float, started_ms: int | None = None
+) -> RunResult:
+    """Figures from ``(entered ms, latency ms)`` samples. The run's clock starts at the first entry,
+    or at ``started_ms`` when the whole stream was waiting before the matcher started."""
     latencies = sorted(lat for _, lat in samples)
-    first = min((entered for entered, _ in samples), default=0)
+    first = started_ms or min((entered for entered, _ in samples), default=0)
     last = max((entered + lat for entered, lat in samples), default=0)
     seconds = max((last - first) / 1000, 1e-3)
     return RunResult(

@@ -163,7 +163,11 @@ class MatchingEngine:
         rebuild_s = time.perf_counter() - started
         self.redis.hset(
             f"matcher:stats:{self.market}",
-            mapping={"rebuild_seconds": f"{rebuild_s:.3f}", "resting": len(self.matcher.book)},
+            mapping={
+                "rebuild_seconds": f"{rebuild_s:.3f}",
+                "resting": len(self.matcher.book),
+                "started_at": f"{time.time():.6f}",
+            },
         )
         logger.info(
             "matcher %s started: epoch %s, %s resting orders rebuilt in %.2f s, checkpoint %s",

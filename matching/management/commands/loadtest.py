@@ -19,9 +19,9 @@ def _rates(text: str) -> list[float]:
     try:
         rates = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise CommandError(f"--sweep-rates takes numbers separated by commas, not {text!r}") from None
+        raise CommandError(f"--sweep-rates takes numbers separated by commas, not {text!r}", returncode=2) from None
     if not rates or any(rate <= 0 for rate in rates):
-        raise CommandError("--sweep-rates needs positive rates, e.g. 1000,2000,5000,8000")
+        raise CommandError("--sweep-rates needs positive rates, e.g. 1000,2000,5000,8000", returncode=2)
     return rates
 
 
@@ -50,14 +50,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **o: Any) -> None:
         if o["orders"] <= 0 or o["users"] <= 0 or o["batch_size"] <= 0:
-            raise CommandError("--orders, --users and --batch-size must be positive")
+            raise CommandError("--orders, --users and --batch-size must be positive", returncode=2)
         if o["rate"] < 0:
-            raise CommandError("--rate must be 0 (as fast as possible) or positive")
+            raise CommandError("--rate must be 0 (as fast as possible) or positive", returncode=2)
         json_path = Path(o["json_path"]) if o["json_path"] else None
         data: dict[str, Any] = {}
         if o["measure_rebuild"]:
             if o["resting"] <= 0:
-                raise CommandError("--measure-rebuild needs --resting N (e.g. 1000000)")
+                raise CommandError("--measure-rebuild needs --resting N (e.g. 1000000)", returncode=2)
             self.stdout.write(f"filling {o['resting']:,} resting orders and starting a matcher ...")
             data["rebuild"] = loadtest.measure_rebuild(o["market"], o["resting"], keep=o["keep"])
             self.stdout.write(", ".join(f"{k}: {v}" for k, v in data["rebuild"].items()))
