@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -25,10 +26,11 @@ from matching.commands import Command, MalformedCommand, PlaceCommand, decode
 from matching.core import CancelResult, OrderBook, PlaceResult, Side, to_units
 from matching.lease import MarketLease
 from matching.matcher import MarketMatcher, Rejected
-from matching.queue import Entry, RedisStreamOrderQueue, entry_key
-from matching.store import BatchWrite, MatchStore
+from matching.queue import GROUP, Entry, RedisStreamOrderQueue, entry_key
+from matching.store import BatchWrite, Fenced, MatchStore
+from orders.cache import MUTABLE_FIELDS, cache_key
 from spot import metrics
-from spot.resilience import CircuitBreaker, is_transient
+from spot.resilience import CircuitBreaker, CircuitOpen, is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +104,24 @@ class _Batch:
             delta[1] += held
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """A matched batch on its way to the DB: what to write, then what to acknowledge and publish."""
+
+    write: BatchWrite
+    entries: list[Entry]
+    to_ack: list[str]
+    retry: list[str]
+    snapshot: str | None
+
+
+class _WriteFailed(Exception):
+    def __init__(self, job: _Job, cause: Exception) -> None:
+        super().__init__(repr(cause))
+        self.job = job
+        self.cause = cause
+
+
 class MatchingEngine:
     """Drains one market's stream into its in-memory book and the DB. Not thread-safe."""
 
@@ -133,8 +153,9 @@ class MatchingEngine:
         # Per resting order: [filled lots, quote in tick-lots, fee in base units]; the core keeps
         # prices and quantities, this keeps what the order row needs beyond them.
         self.ledger: dict[int, list[int]] = {}
-        # A batch applied in memory whose write failed transiently: written again before anything else.
-        self._unsettled: tuple[BatchWrite, list[Entry], list[str], list[str]] | None = None
+        # One thread writes batches (and dead letters) while this one matches the next batch.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"writer-{spec.code}")
+        self._inflight: Future[None] | None = None
         self._isolate = 0  # after a batch failed for a non-transient reason: this many batches of one
         self._statements_reported = 0
         self._book_published_at = 0.0
@@ -151,6 +172,7 @@ class MatchingEngine:
 
         Raises ``NotOwner`` when another matcher holds the market.
         """
+        self._drop_inflight()  # the store is the writer's while a batch is in flight
         if not self.lease.acquire():
             raise NotOwner(f"market {self.market} is matched by {self.lease.owner()}; this worker stands by")
         self.queue.ensure_group()
@@ -158,7 +180,6 @@ class MatchingEngine:
         self.checkpoint = entry_key(last_entry)
         started = time.perf_counter()
         self.matcher = self._rebuild()
-        self._unsettled = None
         self.queue.nack(["*"])  # deliver again what a predecessor (or a failed batch) left pending
         rebuild_s = time.perf_counter() - started
         self.redis.hset(
@@ -179,6 +200,7 @@ class MatchingEngine:
         )
 
     def stop(self) -> None:
+        self._drop_inflight()
         self.matcher = None
         self.ledger = {}
         self.lease.release()
@@ -215,8 +237,9 @@ class MatchingEngine:
     def drain(self, *, max_seconds: float = 0.25, block_ms: int | None = None) -> int:
         """Process batches until the stream is empty or ``max_seconds`` passed; returns commands handled.
 
-        With ``block_ms``, an empty stream is waited on that long first (one blocking read).
-        Raises ``NotOwner``, ``CircuitOpen`` or a transient DB/Redis error (the caller retries).
+        With ``block_ms``, an empty stream is waited on that long first (one blocking read). Returns
+        with nothing in flight. Raises ``NotOwner``, ``CircuitOpen`` or a transient DB/Redis error
+        (the caller retries; the next call rebuilds the book from the DB).
         """
         if not self.started:
             self.start()
@@ -229,17 +252,24 @@ class MatchingEngine:
             n = self.drain_batch(block_ms=block_ms if handled == 0 else None)
             handled += n
             if n == 0 or time.monotonic() >= deadline:
+                self.flush()
                 return handled
             self.lease.renew_if_due()
 
     def drain_batch(self, block_ms: int | None = None) -> int:
-        """One batch: settle any batch left unwritten, pop, match, write, ack, cache. Returns entries handled."""
+        """One batch: pop, match in memory, hand the write to the writer thread. Returns entries handled.
+
+        The writer commits batch N (one transaction), then acknowledges it and writes the order cache,
+        while this thread matches batch N + 1: the DB's work overlaps Python's. A failed write surfaces
+        at the next hand-over (or ``flush``); the book then holds effects that were never written, so
+        the engine discards it and rebuilds from the DB, and every unacknowledged entry is delivered
+        again (the checkpoint skips those that did commit).
+        """
         assert self.matcher is not None, "start() first"
-        if self._unsettled is not None:
-            self._settle_again()
         size = 1 if self._isolate else self.batch_size
         entries = self.queue.pop(size, block_ms)
         if not entries:
+            self.flush()
             return 0
         if self._isolate:
             self._isolate -= 1
@@ -270,18 +300,46 @@ class MatchingEngine:
         write.orders = [[oid, *row] for oid, row in batch.orders.items()]
         write.trades = batch.trades
         write.balances = [[u, a, base_str(t), base_str(h)] for (u, a), (t, h) in sorted(batch.balances.items())]
-        self._unsettled = (write, entries, to_ack, retry)
-        try:
-            self._write(write)
-        except Exception as exc:
-            if is_transient(exc):
-                raise  # kept in _unsettled; the task retries with backoff and writes it again
-            self._unsettled = None
-            self._abandon(entries, entries[0] if len(entries) == 1 else None, exc)
-            return len(entries)
-        self._unsettled = None
-        self._after_commit(write, entries, to_ack, retry)
+        snapshot = None
+        now = time.monotonic()
+        if now - self._book_published_at >= BOOK_PUBLISH_INTERVAL_S:
+            snapshot = json.dumps(self.book_snapshot(BOOK_DEPTH_LEVELS))  # taken here: the book moves on
+            self._book_published_at = now
+        job = _Job(write, entries, to_ack, retry, snapshot)
+        self.flush()
+        self._inflight = self._writer.submit(self._settle, job)
         return len(entries)
+
+    def flush(self) -> None:
+        """Wait for the batch being written. If its write failed, recover (see ``drain_batch``) and
+        raise: the transient error itself, ``NotOwner`` when fenced; a bug isolates its batch instead."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return
+        try:
+            inflight.result()
+        except _WriteFailed as failure:
+            self._recover(failure.job, failure.cause)
+
+    def _settle(self, job: _Job) -> None:
+        """Writer thread: commit the batch, then ack, cache, publish. The only user of ``self.store``
+        while the engine runs (dead letters are written through here too)."""
+        try:
+            self._write(job.write)
+        except Exception as exc:
+            raise _WriteFailed(job, exc) from exc
+        self._after_commit(job)
+
+    def _recover(self, job: _Job, exc: Exception) -> None:
+        self.matcher = None  # it holds batches that were not written
+        self.queue.nack(["*"])
+        if isinstance(exc, Fenced):
+            self.stop()
+            raise NotOwner(f"market {self.market}: {exc}") from exc
+        if is_transient(exc) or isinstance(exc, CircuitOpen):
+            raise exc
+        culprit = job.entries[0] if len(job.entries) == 1 else None
+        self._abandon(job.entries, culprit, exc)
 
     def _abandon(self, entries: list[Entry], culprit: Entry | None, exc: Exception) -> None:
         """A bug, not a passing fault: nothing of the batch is written, the book is rebuilt from the DB
@@ -289,12 +347,22 @@ class MatchingEngine:
         ``MATCHING_MAX_DELIVERIES``, dead-lettered while the others flow."""
         logger.error("matcher %s: batch of %s failed: %r", self.market, len(entries), exc, exc_info=exc)
         metrics.ERRORS.labels(self.market, type(exc).__name__).inc()
+        self.matcher = None
+        self._drop_inflight()
         if culprit is not None and culprit.deliveries >= settings.MATCHING_MAX_DELIVERIES:
             self.queue.send_to_dlq(culprit.id, culprit.data, f"{type(exc).__name__}: {exc}")
-        self.queue.nack([e.id for e in entries])
+        self.queue.nack(["*"])
         self._isolate = len(entries)
-        self.matcher = None
         self.start()
+
+    def _drop_inflight(self) -> None:
+        """Wait for the writer to be idle, ignoring what it raised (the book is rebuilt anyway)."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            try:
+                inflight.result()
+            except _WriteFailed as failure:
+                logger.warning("matcher %s: discarded a failed write: %r", self.market, failure.cause)
 
     # -- applying one command ------------------------------------------------------------------
 
@@ -465,7 +533,12 @@ class MatchingEngine:
         except (ValueError, AttributeError):
             cid = ""
         deliveries = settings.MATCHING_MAX_DELIVERIES
-        self.breaker.call(lambda: self.store.write_dead_letter(market, entry_id, text, reason, cid, deliveries))
+
+        def store() -> None:
+            self.breaker.call(lambda: self.store.write_dead_letter(market, entry_id, text, reason, cid, deliveries))
+
+        # On the writer thread, after the batch it may be writing: the store is single-threaded.
+        self._writer.submit(store).result()
         metrics.DEAD_LETTERS.labels(market).inc()
 
     # -- writing -------------------------------------------------------------------------------
@@ -478,63 +551,45 @@ class MatchingEngine:
             )
         )
 
-    def _settle_again(self) -> None:
-        """Write the batch whose write failed, unless it committed after all (the checkpoint says)."""
-        assert self._unsettled is not None
-        write, entries, to_ack, retry = self._unsettled
-        if write.orders:
-            epoch, last_entry = self.breaker.call(lambda: self.store.checkpoint(self.spec.id))
-            if epoch != self.epoch:
-                self.stop()
-                raise NotOwner(f"market {self.market}: fenced out by epoch {epoch}")
-            if entry_key(last_entry) < entry_key(write.last_entry):
-                self._write(write)
-        self._unsettled = None
-        self._after_commit(write, entries, to_ack, retry)
-
-    def _after_commit(self, write: BatchWrite, entries: list[Entry], to_ack: list[str], retry: list[str]) -> None:
+    def _after_commit(self, job: _Job) -> None:
         """Ack, write the order cache through, publish the book and stats: one Redis round trip."""
+        write, to_ack = job.write, job.to_ack
         now = self.clock()
         pipe = self.redis.pipeline(transaction=False)
         if to_ack:
-            pipe.xack(self.queue.key, "matching-engine-group", *to_ack)
+            pipe.xack(self.queue.key, GROUP, *to_ack)
         stamp = f"{now:.6f}"
         ttl = settings.ORDER_CACHE_TTL
         for row in write.orders:
-            key = f"order:{row[0]}"
+            key = cache_key(row[0])
+            # MUTABLE_FIELDS: status, executed_quantity, executed_quote, average_price, fee, updated_at
             pipe.hset(
                 key,
-                mapping={
-                    "status": row[1],
-                    "executed_quantity": row[2],
-                    "executed_quote": row[3],
-                    "average_price": row[4] or "",
-                    "fee": row[5],
-                    "updated_at": stamp,
-                },
+                mapping=dict(zip(MUTABLE_FIELDS, (row[1], row[2], row[3], row[4] or "", row[5], stamp), strict=True)),
             )
             pipe.expire(key, ttl)
-        if now - self._book_published_at >= BOOK_PUBLISH_INTERVAL_S:
-            pipe.set(f"book:{self.market}", json.dumps(self.book_snapshot(BOOK_DEPTH_LEVELS)))
-            self._book_published_at = now
+        if job.snapshot is not None:
+            pipe.set(f"book:{self.market}", job.snapshot)
         stats_key = f"matcher:stats:{self.market}"
         pipe.hset(stats_key, mapping={"statements": self.store.statements, "epoch": self.epoch})
-        pipe.hincrby(stats_key, "commands", len(entries))
+        pipe.hincrby(stats_key, "commands", len(job.entries))
         pipe.hincrby(stats_key, "batches", 1)
         pipe.hincrby(stats_key, "trades", len(write.trades))
         if settings.MATCHING_RECORD_LATENCY and to_ack:
             # "<entered ms>:<latency ms>" per entry, for the loadtest's percentiles and plots.
             ms = int(now * 1000)
-            pipe.rpush(f"matcher:latency:{self.market}", *(f"{t}:{ms - t}" for t in (entry_key(i)[0] for i in to_ack)))
+            entered = [entry_key(i)[0] for i in to_ack]
+            pipe.rpush(f"matcher:latency:{self.market}", *(f"{t}:{ms - t}" for t in entered))
         pipe.execute()
-        if retry:
-            self.queue.nack(retry)
+        if job.retry:
+            self.queue.nack(job.retry)
         self.batches += 1
-        metrics.BATCH_SIZE.labels(self.market).observe(len(entries))
+        metrics.BATCH_SIZE.labels(self.market).observe(len(job.entries))
         metrics.DB_STATEMENTS.labels(self.market).inc(self.store.statements - self._statements_reported)
         self._statements_reported = self.store.statements
+        latency = metrics.ORDER_LATENCY.labels(self.market)
         for entry_id in to_ack:
-            metrics.ORDER_LATENCY.labels(self.market).observe(max(0.0, now - entry_key(entry_id)[0] / 1000))
+            latency.observe(max(0.0, now - entry_key(entry_id)[0] / 1000))
 
     # -- reads ---------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 def test_the_loadtest_runs_the_real_pipeline_and_writes_the_contracts_json_and_a_plot(tmp_path, redis_client):
     out = tmp_path / "result.json"
 
-    call_command("loadtest", orders=400, rate=2000, users=20, json_path=str(out))
+    call_command("loadtest", orders=400, rate=0, users=20, json_path=str(out))
 
     result = json.loads(out.read_text())
     pipeline = result["pipeline"]
@@ -24,7 +24,8 @@ def test_the_loadtest_runs_the_real_pipeline_and_writes_the_contracts_json_and_a
     assert pipeline["invariants_ok"] is True, pipeline["problems"]
     assert pipeline["dead_lettered"] == 0
     assert pipeline["trades"] > 0
-    assert 0 < pipeline["db_statements_per_order"] <= 0.2
+    # --rate 0 fills the stream first, so batches are full: 4 statements per 50 commands at most.
+    assert 0 < pipeline["db_statements_per_order"] <= 0.1
     assert set(pipeline) >= {"seconds", "throughput", "p50_ms", "p99_ms", "max_ms"}
     assert set(result["environment"]) >= {"cpus", "python", "mysql", "redis", "batch_size", "commit"}
     assert out.with_suffix(".png").stat().st_size > 10_000

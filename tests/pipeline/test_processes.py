@@ -44,7 +44,8 @@ def test_a_matcher_worker_matches_a_stream_like_the_replay_with_one_celery_messa
     wait_until(lambda: stream_settled(redis_client, market), 60, message="the stream to be drained")
 
     _assert_end_state(market, [j for j, _ in items], totals)
-    stats = {k.decode(): int(v) for k, v in redis_client.hgetall(f"matcher:stats:{market.code}").items()}
+    raw = redis_client.hgetall(f"matcher:stats:{market.code}")
+    stats = {name: int(raw[name.encode()]) for name in ("commands", "tasks", "batches", "statements")}
     assert stats["commands"] == len(items)
     # Celery carries slices of many batches: never more than one message per batch (plus idle waits,
     # which are bounded by time, not by orders).
