@@ -121,6 +121,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # runs thousands of tasks a second and must keep its connections.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1_000_000)
 CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower shows tasks live
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # LOGGING below formats every line, with its correlation id
 CELERY_TASK_SEND_SENT_EVENT = True
 
 # --- Matching -----------------------------------------------------------------------------------

@@ -116,3 +116,36 @@ def test_bad_entries_end_in_the_dead_letter_queue_after_three_deliveries_and_the
     assert "doge_usdt" in letters[foreign].reason
     assert letters[foreign].correlation_id == "20260123-a1b2c3d4e5f67890"
     assert all(d.deliveries == 3 for d in letters.values())
+
+
+def test_cutting_the_matchers_database_connections_mid_stream_loses_and_duplicates_nothing(
+    market, traders, redis_client, matchers
+):
+    from django.conf import settings
+    from django.db import connection
+
+    items = _accept(market, traders, redis_client, 3000, seed=12)
+    totals = audit.asset_totals(["btc", "usdt"])
+    matchers.start()
+    wait_until(lambda: redis_client.exists(f"lease:{market.code}"), 30, message="the matcher's lease")
+    pusher = threading.Thread(target=feed.push, args=(redis_client, market, items), kwargs={"rate": 1500})
+    pusher.start()
+
+    cuts = 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID()")
+        (own,) = cursor.fetchone()
+        while pusher.is_alive() and cuts < 6:
+            time.sleep(0.25)
+            cursor.execute(
+                "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> %s",
+                [settings.DATABASES["default"]["NAME"], own],
+            )
+            for (thread_id,) in cursor.fetchall():
+                cursor.execute(f"KILL CONNECTION {int(thread_id)}")
+                cuts += 1
+    pusher.join()
+    wait_until(lambda: stream_settled(redis_client, market), 90, message="the stream to be drained after the cuts")
+
+    assert cuts >= 3
+    _assert_end_state(market, [j for j, _ in items], totals)
