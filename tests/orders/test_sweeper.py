@@ -1,0 +1,53 @@
+"""The order row is the outbox: `new` orders that never reached their stream are pushed, once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from matching.queue import stream_key
+from orders.models import Order
+from orders.services import OrderRequest, balance_deposit, order_place_many, order_sweep_unqueued
+from tests.factories import MarketFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def unqueued(redis_client):
+    market = MarketFactory()
+    user = UserFactory()
+    balance_deposit(user=user, asset="usdt", amount=Decimal("10000"))
+    orders = order_place_many(
+        market=market,
+        requests=[OrderRequest(user.id, "buy", "limit", Decimal("0.1"), Decimal("100.00")) for _ in range(3)],
+        enqueue=False,  # as if Redis had been down when they were accepted
+    )
+    Order.objects.filter(id__in=[o.id for o in orders]).update(updated_at=timezone.now() - timedelta(seconds=60))
+    return market, orders
+
+
+def test_the_sweeper_pushes_new_orders_that_never_reached_their_stream(unqueued, redis_client):
+    market, _ = unqueued
+
+    assert order_sweep_unqueued(older_than_s=5) == 3
+
+    assert redis_client.xlen(stream_key(market.code)) == 3
+
+
+def test_sweeping_again_pushes_nothing_twice(unqueued, redis_client):
+    market, _ = unqueued
+    order_sweep_unqueued(older_than_s=5)
+
+    assert order_sweep_unqueued(older_than_s=5) == 0
+    assert redis_client.xlen(stream_key(market.code)) == 3
+
+
+def test_the_sweeper_leaves_young_new_orders_to_their_first_push(unqueued, redis_client):
+    _, orders = unqueued
+    Order.objects.filter(id=orders[0].id).update(updated_at=timezone.now())
+
+    assert order_sweep_unqueued(older_than_s=5) == 2
