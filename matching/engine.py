@@ -75,7 +75,7 @@ class MarketSpec:
             maker_fee=Decimal(market.maker_fee_rate).as_integer_ratio(),  # type: ignore[attr-defined]
             taker_fee=Decimal(market.taker_fee_rate).as_integer_ratio(),  # type: ignore[attr-defined]
             lot_base=to_units(lot, BASE, what="lot size"),
-            # A market whose tick x lot is finer than 1e-10 could not settle exactly; intake refuses it.
+            # Market.clean() refuses a tick x lot finer than 1e-10: it could not settle exactly.
             notional_base=to_units(tick * lot, BASE, what="tick size x lot size"),
         )
 
@@ -87,13 +87,12 @@ class NotOwner(Exception):
 class _Batch:
     """Accumulates one batch's effects: order rows by id, trades, balance deltas in base units."""
 
-    __slots__ = ("applied", "balances", "orders", "trades")
+    __slots__ = ("balances", "orders", "trades")
 
     def __init__(self) -> None:
         self.orders: dict[int, list[object]] = {}
         self.trades: list[list[object]] = []
         self.balances: dict[tuple[int, str], list[int]] = {}
-        self.applied = 0
 
     def move(self, user: int, asset: str, total: int, held: int) -> None:
         delta = self.balances.get((user, asset))
@@ -367,10 +366,13 @@ class MatchingEngine:
     # -- applying one command ------------------------------------------------------------------
 
     def _decode(self, entry: Entry) -> Command:
-        """The entry's command; raises ``MalformedCommand`` for garbage or another market's command."""
+        """The entry's command; raises ``MalformedCommand`` for garbage, another market's command or a
+        place that does not say what it holds. Runs before the book is touched."""
         command = decode(entry.data)
         if command.market is not None and command.market != self.market:
             raise MalformedCommand(f"market {command.market!r} does not belong to stream {self.market!r}")
+        if isinstance(command, PlaceCommand) and (command.held is None or command.held % BASE):
+            raise MalformedCommand(f"order {command.id}: the entry does not say exactly what the order holds")
         return command
 
     def _apply(self, entry: Entry, batch: _Batch) -> None:
@@ -395,8 +397,6 @@ class MatchingEngine:
                 self._canceled(outcome, batch)
             else:
                 metrics.ORDERS.labels(self.market, "cancel_rejected").inc()
-                return
-        batch.applied += 1
 
     def _placed(self, command: PlaceCommand, result: PlaceResult, batch: _Batch) -> None:
         spec = self.spec
@@ -458,7 +458,7 @@ class MatchingEngine:
         self._order_row(batch, command.id, status, state, seq=result.seq)
         # What the order held beyond what its fills consumed: a buy's price improvement, and all of the
         # unfilled remainder once the order is finished.
-        held_base = to_units(self._held(command), BASE, what="held")
+        held_base = to_units(command.held, BASE, what="held")  # type: ignore[arg-type]  # checked in _decode
         if result.remaining:
             ledger[command.id] = state
             if taker_buys:
@@ -478,7 +478,7 @@ class MatchingEngine:
     def _rejected(self, command: PlaceCommand, reason: str, batch: _Batch) -> None:
         logger.warning("matcher %s: order %s rejected: %s", self.market, command.id, reason)
         batch.orders[command.id] = ["rejected", "0", "0", None, "0", self.last_seq, reason[:200]]
-        held_base = to_units(self._held(command), BASE, what="held")
+        held_base = to_units(command.held, BASE, what="held")  # type: ignore[arg-type]  # checked in _decode
         asset = self.spec.currency if command.side is Side.BUY else self.spec.coin
         if held_base:
             batch.move(command.user, asset, 0, -held_base)
@@ -506,13 +506,6 @@ class MatchingEngine:
         if previous is not None and seq is None:
             seq = previous[5]  # type: ignore[assignment]
         batch.orders[order_id] = [status, str(executed), str(executed_quote), average, base_str(fee), seq, None]
-
-    @staticmethod
-    def _held(command: PlaceCommand) -> Decimal:
-        held = getattr(command, "held", None)
-        if held is None:
-            raise MalformedCommand(f"order {command.id}: the entry does not say what the order holds")
-        return held
 
     # -- poison and dead letters ---------------------------------------------------------------
 

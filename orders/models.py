@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
@@ -77,6 +78,12 @@ class Market(models.Model):
 
     def __str__(self) -> str:
         return self.code
+
+    def clean(self) -> None:
+        # The matcher settles in units of 1e-10 (the amount columns' scale): a tick x lot finer than
+        # that would make price x quantity unrepresentable in a balance.
+        if self.tick_size and self.lot_size and (self.tick_size * self.lot_size) % Decimal("1E-10"):
+            raise ValidationError({"lot_size": "tick size x lot size must be a multiple of 0.0000000001"})
 
     @property
     def code(self) -> str:

@@ -82,3 +82,16 @@ def test_order_ids_come_in_distinct_blocks_from_the_sequence():
     assert a == [a[0], a[0] + 1, a[0] + 2]
     assert len(set(b)) == BLOCK_SIZE + 5
     assert not set(a) & set(b)
+
+
+def test_a_market_whose_tick_times_lot_is_finer_than_the_amount_scale_is_refused():
+    from decimal import Decimal
+
+    from django.core.exceptions import ValidationError
+
+    from orders.models import Market
+
+    market = Market(coin="dust", currency="usdt", tick_size=Decimal("0.000001"), lot_size=Decimal("0.00001"))
+
+    with pytest.raises(ValidationError, match=r"multiple of 0\.0000000001"):
+        market.full_clean()
