@@ -38,6 +38,7 @@ BASE = Decimal("1E-10")  # one base unit: the finest amount a DecimalField(30, 1
 BASE_PER_UNIT = 10**10
 BOOK_PUBLISH_INTERVAL_S = 0.1  # top of book for intake's market-buy reference and the API
 BOOK_DEPTH_LEVELS = 20
+TRIM_EVERY_BATCHES = 100  # acknowledged entries are dropped from the stream this often
 
 
 def base_str(units: int) -> str:
@@ -573,6 +574,8 @@ class MatchingEngine:
             ms = int(now * 1000)
             entered = [entry_key(i)[0] for i in to_ack]
             pipe.rpush(f"matcher:latency:{self.market}", *(f"{t}:{ms - t}" for t in entered))
+        if to_ack and self.batches % TRIM_EVERY_BATCHES == 0:
+            self.queue.trim(to_ack[-1], pipe)
         pipe.execute()
         if job.retry:
             self.queue.nack(job.retry)

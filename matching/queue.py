@@ -32,6 +32,22 @@ return false
 """
 
 
+# Trim acknowledged history: everything before the oldest entry still pending (a poison entry waiting
+# for its next delivery keeps its payload for the dead letter queue) or, if none, before ARGV[1].
+_TRIM_ACKED = """
+local summary = redis.call('XPENDING', KEYS[1], ARGV[2])
+local keep = ARGV[1]
+if summary[1] > 0 then
+  local a_ms, a_seq = string.match(summary[2], '(%d+)-(%d+)')
+  local b_ms, b_seq = string.match(keep, '(%d+)-(%d+)')
+  if tonumber(a_ms) < tonumber(b_ms) or (a_ms == b_ms and tonumber(a_seq) < tonumber(b_seq)) then
+    keep = summary[2]
+  end
+end
+return redis.call('XTRIM', KEYS[1], 'MINID', '~', keep)
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """A delivered stream entry: its id, raw command bytes and how many times it was delivered."""
@@ -89,6 +105,7 @@ class RedisStreamOrderQueue:
         self.consumer = consumer
         self._read_pending = True  # a new reader first takes back what its predecessor left
         self._push_once = client.register_script(_PUSH_ONCE)
+        self._trim_acked = client.register_script(_TRIM_ACKED)
 
     # -- producer side -------------------------------------------------------------------------
 
@@ -160,6 +177,11 @@ class RedisStreamOrderQueue:
         if self.dead_letter_sink is not None:
             self.dead_letter_sink(self.market, entry_id, data, reason)
         self.ack([entry_id])
+
+    def trim(self, acked_up_to: str, pipe: Any = None) -> None:
+        """Drop entries older than ``acked_up_to`` (approximately, by whole stream nodes) and older than
+        every pending entry. With ``pipe``, queued on it."""
+        self._trim_acked(keys=[self.key], args=[acked_up_to, GROUP], client=pipe or self.client)
 
     def reclaim_idle(self, min_idle_ms: int, count: int = 100) -> int:
         """FR-DS-003: take over entries another consumer left pending for ``min_idle_ms``."""

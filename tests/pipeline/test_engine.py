@@ -53,3 +53,34 @@ def test_a_cancel_releases_what_the_order_still_held(engine, traders, market):
     assert order.status == "canceled"
     assert Balance.objects.get(user=traders[0], asset="usdt").held == 0
     assert Order.objects.filter(status="new").count() == 0
+
+
+def test_the_matcher_trims_acknowledged_entries_from_the_stream(engine, redis_client):
+    from matching.queue import RedisStreamOrderQueue
+    from orders.models import DeadLetter
+
+    queue = RedisStreamOrderQueue(redis_client, engine.market)
+    cancels = [(f'{{"op":"cancel","id":{n + 1}}}', None) for n in range(3000)]  # unknown: rejected, acked
+    queue.push_many(cancels)
+    queue.push("not json")
+    queue.push_many(cancels)
+    _drain(engine)  # 120 batches: one trim, after the 100th
+
+    assert redis_client.xlen(queue.key) < 1200  # what came after the 100th batch, give or take a node
+    assert DeadLetter.objects.get().payload == "not json"  # dead-lettered with its payload before that
+
+
+def test_trimming_never_drops_an_entry_that_is_still_pending(redis_client):
+    from matching.queue import RedisStreamOrderQueue
+
+    queue = RedisStreamOrderQueue(redis_client, "btc_usdt")
+    queue.ensure_group()
+    queue.push_many([(f'{{"op":"cancel","id":{n + 1}}}', None) for n in range(1000)])
+    delivered = queue.pop(1000)
+    pending = delivered[500]
+    queue.ack([e.id for e in delivered if e.id != pending.id])
+
+    queue.trim(delivered[-1].id)
+
+    assert redis_client.xrange(queue.key, pending.id, pending.id)[0][1] == {b"c": pending.data}
+    assert redis_client.xlen(queue.key) <= 600
