@@ -161,7 +161,21 @@ class Worker:
         self.log_path = ROOT / "var" / f"loadtest-{queue}.log"
         self._log = open(self.log_path, "wb")
         celery = str(Path(sys.executable).parent / "celery")
-        command = [celery, "-A", "spot", "worker", "-Q", queue, "-P", "solo", "-l", "warning", "--without-gossip"]
+        command = [
+            celery,
+            "-A",
+            "spot",
+            "worker",
+            "-Q",
+            queue,
+            "-P",
+            "solo",
+            "-c",
+            "1",
+            "-l",
+            "warning",
+            "--without-gossip",
+        ]
         command += ["--without-mingle", "--without-heartbeat", "-n", f"{queue}@%h", *args]
         self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 

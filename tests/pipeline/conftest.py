@@ -71,6 +71,8 @@ class MatcherProcess:
                 queue,
                 "-P",
                 "solo",
+                "-c",
+                "1",
                 "-l",
                 "info",
                 "--without-gossip",

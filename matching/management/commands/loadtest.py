@@ -54,6 +54,8 @@ class Command(BaseCommand):
         if o["rate"] < 0:
             raise CommandError("--rate must be 0 (as fast as possible) or positive", returncode=2)
         json_path = Path(o["json_path"]) if o["json_path"] else None
+        if json_path:
+            json_path.parent.mkdir(parents=True, exist_ok=True)  # the plot is drawn before the JSON is written
         data: dict[str, Any] = {}
         if o["measure_rebuild"]:
             if o["resting"] <= 0:

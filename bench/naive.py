@@ -1,0 +1,760 @@
+"""The naive per-order pipeline, for the benchmark only: the architecture the product documents call
+"current" (the PHP system this backend replaces), in its best configuration.
+
+- One Celery message per command, on the market's own queue ``naive_<market>``, consumed by a solo
+  worker (``worker_argv`` gives the command line).
+- One DB transaction per command through Django's connection, one statement per row: lock and read
+  the order row (``SELECT ... FOR UPDATE``), then per fill one ``UPDATE`` of the maker's row and one
+  ``INSERT`` of the trade, one ``UPDATE`` of the order's own row, one ``UPDATE`` per balance row the
+  command changes (relative, ``total = total + x``: no read needed), then ``COMMIT``.
+- An array book: per side a Python list kept in price-time order, found by linear scans and grown by
+  ``list.insert`` (O(n)); deliberately not a heap. The best order sits at the end of its list, so a
+  fill that exhausts it is a ``pop()``.
+
+Matching rules and settlement arithmetic are the real engine's (``matching.engine``): integer ticks
+and lots, balances in base units of 1e-10, fees ``floor(amount x rate)`` in the asset received, the
+buyer pays quote at the trade price, every hold not consumed by fills released. So the end state
+passes the same audits (``orders.audit``) as the real pipeline's for the same command stream.
+
+Best configuration, and why:
+- Django's connection runs with autocommit off for the worker's life (``transaction.set_autocommit``),
+  so a transaction costs its statements plus one ``COMMIT``; ``atomic()`` would add two ``SET
+  autocommit`` statements per order.
+- The book is changed only after the commit, so a failed transaction leaves the book equal to the DB.
+- No monitoring events for this task (``send_events=False``): three Redis publishes per message
+  that the per-order design does not need. The producer's ``task-sent`` event follows the project
+  setting ``CELERY_TASK_SEND_SENT_EVENT`` like any other task.
+- Worker: ``-P solo``, prefetch multiplier ``NAIVE_PREFETCH`` (see there), no gossip, mingle or
+  heartbeat (``worker_argv``).
+
+Measured per command into Redis (``spot.redis.redis_client``): ``naive:latency:<market>`` gets
+``"<sent ms>:<latency ms>"`` (the engine's format), from the producer's ``apply_async`` to the
+commit; ``naive:stats:<market>`` counts ``commands``, ``trades``, ``failed`` and ``statements``:
+every statement Django's connection sent. An ``execute_wrapper`` sees each cursor statement; each
+``COMMIT``, ``ROLLBACK`` and autocommit switch, which Django sends through the driver's own calls,
+is counted where this module makes it (a test checks the sum against the server's own count).
+
+Registration: this module is not an app's ``tasks`` module; the worker imports it with
+``--include bench.naive`` (``WORKER_ARGS``), producers import it directly, and nothing in the
+product imports it. The naive worker must be the only writer of its market (the loadtest gives it a
+market of its own).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN
+from itertools import pairwise
+from typing import Any
+
+from celery import signals
+from django.db import DatabaseError, connection
+from django.db.models import F, Max
+from django.utils import timezone
+
+from matching.commands import CancelCommand, MalformedCommand, PlaceCommand, decode
+from matching.core import InvalidOrder, OrderType, Side, TimeInForce, floor_units, from_units, to_units
+from matching.engine import BASE, MarketSpec
+from matching.service import fee_account_id
+from orders.models import Balance, Market, Order, OrderStatus, Trade
+from spot.celery import app
+from spot.redis import redis_client
+from spot.resilience import RetryPolicy, is_transient
+
+logger = logging.getLogger(__name__)
+
+TASK_NAME = "bench.naive_match"
+# Prefetch multiplier of the naive worker. 1, the project's setting, measured as fast as 16 and 64
+# (3,000-5,000 commands, queue pre-filled or sent at rate 0): a solo worker runs each task inside its
+# consumer loop and the database round trips, not the broker's, bound it. 1 also leaves no message
+# reserved by a worker that could die holding it.
+NAIVE_PREFETCH = 1
+# Extra worker options (after ``celery -A spot worker -Q <queue_name> -P solo``): load this module,
+# which is not an app's ``tasks`` module, and the prefetch chosen above. Celery multiplies the prefetch
+# by the concurrency, which defaults to the CPU count even for a solo pool: hence ``-c 1``.
+WORKER_ARGS = ["--include", "bench.naive", "--concurrency", "1", "--prefetch-multiplier", str(NAIVE_PREFETCH)]
+
+_BUY = Side.BUY
+
+
+def queue_name(market_code: str) -> str:
+    """The Celery queue of the market's naive worker: ``naive_btc_usdt``."""
+    return f"naive_{market_code}"
+
+
+def latency_key(market_code: str) -> str:
+    """Redis list of ``"<sent ms>:<latency ms>"`` per command, in commit order (the engine's format)."""
+    return f"naive:latency:{market_code}"
+
+
+def stats_key(market_code: str) -> str:
+    """Redis hash: commands, trades, failed, statements."""
+    return f"naive:stats:{market_code}"
+
+
+def ready_key(market_code: str) -> str:
+    """Set while a naive worker consumes the market's queue."""
+    return f"naive:ready:{market_code}"
+
+
+def worker_argv(market_code: str, *, celery: str = "celery", loglevel: str = "warning") -> list[str]:
+    """The naive worker's whole command line for one market (``celery``: path to the executable)."""
+    return [
+        celery, "-A", "spot", "worker", "-Q", queue_name(market_code), "-P", "solo",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "-n", f"{queue_name(market_code)}@%h", "-l", loglevel, *WORKER_ARGS,
+    ]  # fmt: skip
+
+
+# -- the array book --------------------------------------------------------------------------------
+
+
+class Resting:
+    """A resting order and what its row needs beyond price and quantity (as the engine's ledger):
+    lots filled, quote executed in tick-lots, fee charged in base units."""
+
+    __slots__ = ("fee", "filled", "id", "price", "quantity", "quote", "seq", "side", "user")
+
+    def __init__(
+        self,
+        id: int,
+        user: int,
+        side: Side,
+        price: int,
+        quantity: int,
+        seq: int,
+        filled: int = 0,
+        quote: int = 0,
+        fee: int = 0,
+    ) -> None:
+        self.id = id
+        self.user = user
+        self.side = side
+        self.price = price
+        self.quantity = quantity
+        self.seq = seq
+        self.filled = filled
+        self.quote = quote
+        self.fee = fee
+
+    @property
+    def remaining(self) -> int:
+        return self.quantity - self.filled
+
+    def __repr__(self) -> str:
+        return (
+            f"Resting(id={self.id}, {self.side.value} {self.remaining}/{self.quantity} @ {self.price}, seq={self.seq})"
+        )
+
+
+def _ahead(a: Resting, b: Resting) -> bool:
+    """Whether ``a`` has priority over ``b`` on their (common) side: better price, then earlier seq."""
+    if a.price != b.price:
+        return a.price > b.price if a.side is _BUY else a.price < b.price
+    return a.seq < b.seq
+
+
+class ArrayBook:
+    """Both sides of one market as Python lists sorted by price-time priority, best LAST.
+
+    Costs: rest O(n) (a linear scan from the best end, then ``list.insert``); remove O(n) (a linear
+    scan, then ``del``); a fill that exhausts the best order O(1) (``pop``). ``index`` (id -> order)
+    answers "is it resting" in O(1).
+    """
+
+    __slots__ = ("asks", "bids", "index")
+
+    def __init__(self) -> None:
+        self.bids: list[Resting] = []
+        self.asks: list[Resting] = []
+        self.index: dict[int, Resting] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def side(self, side: Side) -> list[Resting]:
+        return self.bids if side is _BUY else self.asks
+
+    def opposite(self, side: Side) -> list[Resting]:
+        return self.asks if side is _BUY else self.bids
+
+    def rest(self, order: Resting) -> None:
+        orders = self.side(order.side)
+        i = len(orders)
+        while i and _ahead(orders[i - 1], order):
+            i -= 1
+        orders.insert(i, order)
+        self.index[order.id] = order
+
+    def remove(self, order: Resting) -> None:
+        orders = self.side(order.side)
+        for i in range(len(orders) - 1, -1, -1):
+            if orders[i] is order:
+                del orders[i]
+                break
+        else:
+            raise AssertionError(f"{order} is indexed but not in its list")
+        del self.index[order.id]
+
+    def orders(self) -> list[Resting]:
+        """Resting orders, bids then asks, each side best first."""
+        return self.bids[::-1] + self.asks[::-1]
+
+    def check_invariants(self) -> None:
+        """Assert sorted sides, a matching index, sane amounts and an uncrossed book. O(n)."""
+        for side, orders in ((Side.BUY, self.bids), (Side.SELL, self.asks)):
+            for a, b in pairwise(orders):
+                assert _ahead(b, a), f"{side}: {b} should be ahead of {a}"
+            for order in orders:
+                assert order.side is side, f"{order} is on the {side} side"
+                assert 0 <= order.filled < order.quantity, f"{order} is not resting"
+                assert self.index.get(order.id) is order, f"{order} is not indexed"
+        assert len(self.index) == len(self.bids) + len(self.asks), "index and lists disagree"
+        if self.bids and self.asks:
+            assert self.bids[-1].price < self.asks[-1].price, "book is crossed"
+
+
+# -- the matcher -----------------------------------------------------------------------------------
+
+
+class MissingBalance(Exception):
+    """A balance row a command settles into does not exist (intake creates them); rolled back."""
+
+
+class StatementCounter:
+    """``connection.execute_wrapper`` that counts every statement sent through a cursor."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What one command did: ``applied`` is false for a command that changed nothing (a cancel of an
+    order not resting, an order already processed)."""
+
+    applied: bool
+    trades: int = 0
+
+
+class NaiveMatcher:
+    """One market's array book, and the per-command transaction. Not thread-safe: one per worker."""
+
+    def __init__(self, spec: MarketSpec, fee_account: int, counter: StatementCounter) -> None:
+        self.spec = spec
+        self.fee_account = fee_account
+        self.counter = counter
+        self.book = ArrayBook()
+        self.last_seq = 0
+
+    @classmethod
+    def load(cls, market_id: int, counter: StatementCounter) -> NaiveMatcher:
+        """Build the market's book from the DB: its open orders by ``seq``. Its statements are counted
+        when ``counter`` is installed (``connection.execute_wrapper(counter)``)."""
+        market = Market.objects.get(id=market_id)
+        matcher = cls(MarketSpec.from_market(market), fee_account_id(market), counter)
+        matcher.rebuild()
+        return matcher
+
+    def rebuild(self) -> None:
+        spec = self.spec
+        book = ArrayBook()
+        market_orders = Order.objects.filter(coin=spec.coin, currency=spec.currency)
+        resting = market_orders.filter(status__in=(OrderStatus.PENDING, OrderStatus.PARTIALLY_FILLED)).order_by("seq")
+        fields = (
+            "id",
+            "user_id",
+            "trade_type",
+            "price",
+            "quantity",
+            "executed_quantity",
+            "executed_quote",
+            "fee",
+            "seq",
+        )
+        rows = list(resting.values_list(*fields))
+        # Sequence numbers continue after the highest ever given, not only the highest resting.
+        self.last_seq = market_orders.aggregate(last=Max("seq"))["last"] or 0
+        for oid, user, side, price, quantity, executed, quote, fee, seq in rows:
+            book.rest(
+                Resting(
+                    oid,
+                    user,
+                    Side(side),
+                    to_units(price, spec.tick_size, what="price"),
+                    to_units(quantity, spec.lot_size, what="quantity"),
+                    seq or 0,
+                    to_units(executed, spec.lot_size, what="executed quantity"),
+                    to_units(quote, spec.tick_size * spec.lot_size, what="executed quote"),
+                    to_units(fee, BASE, what="fee"),
+                )
+            )
+        book.check_invariants()
+        self._end_transaction()
+        self.book = book
+
+    # -- one command, one transaction ----------------------------------------------------------
+
+    def handle(self, command_json: str | bytes) -> Handled:
+        """Apply one JSON command in one transaction. Raises ``MalformedCommand``, ``MissingBalance`` or
+        a DB error, with everything rolled back and the book unchanged."""
+        command = decode(command_json)
+        if command.market is not None and command.market != self.spec.code:
+            raise MalformedCommand(f"market {command.market!r} is not {self.spec.code!r}")
+        self._manual_transactions()
+        try:
+            if isinstance(command, PlaceCommand):
+                return self._place(command)
+            return self._cancel(command)
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _place(self, command: PlaceCommand) -> Handled:
+        spec = self.spec
+        if command.id in self.book.index:
+            logger.warning("naive %s: order %s is already resting; duplicate ignored", spec.code, command.id)
+            return Handled(False)
+        if command.held is None:
+            raise MalformedCommand(f"order {command.id}: the command does not say what the order holds")
+        row = Order.objects.select_for_update().get(id=command.id)  # lock and read the order row
+        if row.status != OrderStatus.NEW:
+            self._commit()  # processed before (a redelivered message): release the lock, change nothing
+            return Handled(False)
+        seq = self.last_seq + 1
+        now = timezone.now()
+        held = to_units(command.held, BASE, what="held")
+        try:
+            quantity, price, budget = self._units(command)
+        except InvalidOrder as exc:
+            reason = str(exc)[:200]
+            logger.warning("naive %s: order %s rejected: %s", spec.code, command.id, reason)
+            self._update_order(command.id, OrderStatus.REJECTED, 0, 0, 0, now, seq=seq, reason=reason)
+            moves: dict[tuple[int, str], list[int]] = {}
+            _move(moves, command.user, spec.currency if command.side is _BUY else spec.coin, 0, -held)
+            self._update_balances(moves, now)
+            self._commit()
+            self.last_seq = seq
+            return Handled(True)
+
+        side, tif = command.side, command.tif
+        if command.type is OrderType.MARKET:
+            tif = TimeInForce.IOC  # market orders never rest
+        opposite = self.book.opposite(side)
+        fills: list[tuple[Resting, int]] = []
+        remaining, notional = quantity, 0
+        if tif is not TimeInForce.FOK or self._can_fill(opposite, side, price, quantity):
+            for maker in reversed(opposite):  # best first
+                if not remaining:
+                    break
+                if price is not None and (maker.price > price if side is _BUY else maker.price < price):
+                    break
+                fill = min(remaining, maker.remaining)
+                if budget is not None:
+                    fill = min(fill, budget // maker.price)
+                    if not fill:
+                        break
+                    budget -= fill * maker.price
+                remaining -= fill
+                notional += fill * maker.price
+                fills.append((maker, fill))
+        filled = quantity - remaining
+        rests = bool(remaining) and command.type is OrderType.LIMIT and tif is TimeInForce.GTC
+        if not remaining:
+            status = OrderStatus.EXECUTED
+        elif rests:
+            status = OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.PENDING
+        else:
+            status = OrderStatus.CANCELED
+
+        # Settle exactly as the engine does (matching.engine.MatchingEngine._placed).
+        coin, currency, fees = spec.coin, spec.currency, self.fee_account
+        lot_base, notional_base = spec.lot_base, spec.notional_base
+        maker_num, maker_den = spec.maker_fee
+        taker_num, taker_den = spec.taker_fee
+        taker_buys = side is _BUY
+        moves = {}
+        taker_fee = 0
+        makers_after: list[tuple[Resting, int, int, int]] = []  # (maker, filled, quote, fee) once committed
+        for maker, fill in fills:
+            qty_base = fill * lot_base
+            quote_base = maker.price * fill * notional_base
+            if taker_buys:
+                buyer, seller, buy_id, sell_id = command.user, maker.user, command.id, maker.id
+                buyer_fee = qty_base * taker_num // taker_den
+                seller_fee = quote_base * maker_num // maker_den
+                taker_fee += buyer_fee
+                maker_fee = seller_fee
+            else:
+                buyer, seller, buy_id, sell_id = maker.user, command.user, maker.id, command.id
+                buyer_fee = qty_base * maker_num // maker_den
+                seller_fee = quote_base * taker_num // taker_den
+                taker_fee += seller_fee
+                maker_fee = buyer_fee
+            _move(moves, buyer, coin, qty_base - buyer_fee, 0)
+            _move(moves, buyer, currency, -quote_base, -quote_base)
+            _move(moves, seller, coin, -qty_base, -qty_base)
+            _move(moves, seller, currency, quote_base - seller_fee, 0)
+            _move(moves, fees, coin, buyer_fee, 0)
+            _move(moves, fees, currency, seller_fee, 0)
+            after = (maker, maker.filled + fill, maker.quote + maker.price * fill, maker.fee + maker_fee)
+            makers_after.append(after)
+            maker_status = OrderStatus.EXECUTED if after[1] == maker.quantity else OrderStatus.PARTIALLY_FILLED
+            self._update_order(maker.id, maker_status, after[1], after[2], after[3], now)
+            Trade.objects.create(
+                coin=coin,
+                currency=currency,
+                buy_order_id=buy_id,
+                sell_order_id=sell_id,
+                taker_side=side.value,
+                price=from_units(maker.price, spec.tick_size),
+                quantity=from_units(fill, spec.lot_size),
+                buyer_fee=from_units(buyer_fee, BASE),
+                seller_fee=from_units(seller_fee, BASE),
+                created_at=now,
+            )
+        self._update_order(command.id, status, filled, notional, taker_fee, now, seq=seq)
+        # What the order held beyond what its fills consumed: a buy's price improvement, and all of the
+        # unfilled remainder once the order is finished.
+        if rests:
+            release = (price * filled - notional) * notional_base if taker_buys else 0  # type: ignore[operator]
+        elif taker_buys:
+            release = held - notional * notional_base
+        else:
+            release = held - filled * lot_base
+        if release:
+            _move(moves, command.user, currency if taker_buys else coin, 0, -release)
+        self._update_balances(moves, now)
+        self._commit()
+
+        # Committed: now the book may change.
+        self.last_seq = seq
+        for maker, maker_filled, maker_quote, maker_fee in makers_after:
+            maker.filled, maker.quote, maker.fee = maker_filled, maker_quote, maker_fee
+            if maker_filled == maker.quantity:
+                assert opposite[-1] is maker, "an exhausted maker is always the best of its side"
+                opposite.pop()
+                del self.book.index[maker.id]
+        if rests:
+            assert price is not None
+            self.book.rest(Resting(command.id, command.user, side, price, quantity, seq, filled, notional, taker_fee))
+        return Handled(True, len(fills))
+
+    def _cancel(self, command: CancelCommand) -> Handled:
+        spec = self.spec
+        order = self.book.index.get(command.id)
+        if order is None or (command.user is not None and order.user != command.user):
+            return Handled(False)  # not resting (or a forged user): nothing to write, as in the engine
+        Order.objects.select_for_update().get(id=command.id)  # lock and read the order row
+        now = timezone.now()
+        self._update_order(order.id, OrderStatus.CANCELED, order.filled, order.quote, order.fee, now)
+        moves: dict[tuple[int, str], list[int]] = {}
+        if order.side is _BUY:
+            _move(moves, order.user, spec.currency, 0, -order.price * order.remaining * spec.notional_base)
+        else:
+            _move(moves, order.user, spec.coin, 0, -order.remaining * spec.lot_base)
+        self._update_balances(moves, now)
+        self._commit()
+        self.book.remove(order)
+        return Handled(True)
+
+    # -- rules, as matching.matcher.MarketMatcher and matching.core.OrderBook apply them -------
+
+    def _units(self, command: PlaceCommand) -> tuple[int, int | None, int | None]:
+        """(quantity lots, price ticks, budget tick-lots); raises ``InvalidOrder`` as the core would."""
+        spec = self.spec
+        quantity = to_units(command.quantity, spec.lot_size, what="quantity")
+        price = None if command.price is None else to_units(command.price, spec.tick_size, what="price")
+        budget = None
+        if command.quote_budget is not None:
+            budget = floor_units(command.quote_budget, spec.tick_size * spec.lot_size, what="quote budget")
+        oid = command.id
+        if quantity <= 0:
+            raise InvalidOrder(f"order {oid}: quantity must be positive")
+        if command.type is OrderType.LIMIT:
+            if price is None or price <= 0:
+                raise InvalidOrder(f"order {oid}: a limit order needs a positive price")
+            if budget is not None:
+                raise InvalidOrder(f"order {oid}: a quote budget is for market buys only")
+        else:
+            if price is not None:
+                raise InvalidOrder(f"order {oid}: a market order takes no price")
+            if budget is not None and (command.side is not _BUY or budget <= 0):
+                raise InvalidOrder(f"order {oid}: a quote budget must be positive, on a buy")
+        return quantity, price, budget
+
+    @staticmethod
+    def _can_fill(opposite: list[Resting], side: Side, price: int | None, quantity: int) -> bool:
+        """Whether the opposite side holds ``quantity`` lots at ``price`` or better (fill or kill). O(n)."""
+        available = 0
+        for maker in reversed(opposite):
+            if price is not None and (maker.price > price if side is _BUY else maker.price < price):
+                return False
+            available += maker.remaining
+            if available >= quantity:
+                return True
+        return False
+
+    # -- rows ----------------------------------------------------------------------------------
+
+    def _update_order(
+        self,
+        order_id: int,
+        status: str,
+        filled: int,
+        quote: int,
+        fee: int,
+        now: Any,
+        *,
+        seq: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        spec = self.spec
+        executed = filled * spec.lot_size
+        executed_quote = quote * spec.tick_size * spec.lot_size
+        values: dict[str, Any] = {
+            "status": status,
+            "executed_quantity": executed,
+            "executed_quote": executed_quote,
+            "average_price": (executed_quote / executed).quantize(BASE, rounding=ROUND_HALF_EVEN) if filled else None,
+            "fee": from_units(fee, BASE),
+            "updated_at": now,  # update() does not apply auto_now
+        }
+        if seq is not None:
+            values["seq"] = seq
+        if reason is not None:
+            values["reject_reason"] = reason
+        if Order.objects.filter(id=order_id).update(**values) != 1:
+            raise RuntimeError(f"order {order_id} does not exist")
+
+    def _update_balances(self, moves: dict[tuple[int, str], list[int]], now: Any) -> None:
+        """One relative UPDATE per balance row, in (user, asset) order as intake takes them (no deadlock);
+        the schema's CHECK constraints refuse a balance that would go negative."""
+        for (user, asset), (total, held) in sorted(moves.items()):
+            if not total and not held:
+                continue
+            changes: dict[str, Any] = {"updated_at": now}
+            if total:
+                changes["total"] = F("total") + from_units(total, BASE)
+            if held:
+                changes["held"] = F("held") + from_units(held, BASE)
+            if Balance.objects.filter(user_id=user, asset=asset).update(**changes) != 1:
+                raise MissingBalance(f"user {user} has no {asset} balance row")
+
+    # -- transaction control (sent through the driver, so counted here) ------------------------
+
+    def _manual_transactions(self) -> None:
+        if connection.get_autocommit():
+            self.counter.count += 1  # SET autocommit=0
+            connection.set_autocommit(False)
+
+    def _commit(self) -> None:
+        self.counter.count += 1
+        connection.commit()
+
+    def _rollback(self) -> None:
+        if connection.connection is None:
+            return
+        self.counter.count += 1
+        try:
+            connection.rollback()
+        except DatabaseError:
+            logger.warning("naive %s: rollback failed; closing the connection", self.spec.code, exc_info=True)
+            _close_connection()
+
+    def _end_transaction(self) -> None:
+        if not connection.get_autocommit():
+            self._commit()
+
+
+def _move(moves: dict[tuple[int, str], list[int]], user: int, asset: str, total: int, held: int) -> None:
+    delta = moves.get((user, asset))
+    if delta is None:
+        moves[(user, asset)] = [total, held]
+    else:
+        delta[0] += total
+        delta[1] += held
+
+
+# -- the worker's side -----------------------------------------------------------------------------
+
+_counter = StatementCounter()  # this process's statements through Django's connection
+_matchers: dict[int, NaiveMatcher] = {}  # market id -> matcher (a re-created market gets a fresh book)
+
+
+def matcher_for(market_id: int) -> NaiveMatcher:
+    """This process's matcher for the market, built from the DB on first use."""
+    matcher = _matchers.get(market_id)
+    if matcher is None:
+        matcher = _matchers[market_id] = NaiveMatcher.load(market_id, _counter)
+        logger.info("naive %s: %s resting orders loaded", matcher.spec.code, len(matcher.book))
+    return matcher
+
+
+def forget_matchers() -> None:
+    """Drop this process's books (they are rebuilt from the DB on the next command)."""
+    _matchers.clear()
+
+
+@app.task(bind=True, name=TASK_NAME, acks_late=True, ignore_result=True, send_events=False)
+def naive_match(self: Any, market_id: int, command_json: str, sent_at: float) -> int:
+    """Apply one command of the market in one transaction; returns its trades.
+
+    ``sent_at`` is the producer's ``time.time()`` when it sent the message; the latency recorded is
+    from then to the commit. A transient DB fault is retried with FR-RL-002 backoff (the command then
+    runs after the ones sent behind it, as in any per-order job queue); the book is rebuilt from the
+    DB after any failure. A command that fails for good is logged and counted as ``failed``.
+    """
+    before = _counter.count
+    try:
+        with connection.execute_wrapper(_counter):
+            matcher = matcher_for(market_id)
+            try:
+                handled = matcher.handle(command_json)
+            except Exception:
+                _matchers.pop(market_id, None)
+                raise
+        committed_ms = int(time.time() * 1000)
+    except Exception as exc:
+        policy = RetryPolicy.from_settings()
+        code = _market_code(market_id)
+        if is_transient(exc) and self.request.retries < policy.max_retries:
+            _close_connection()
+            _record(code, statements=_counter.count - before)
+            raise self.retry(exc=exc, countdown=policy.delay(self.request.retries)) from exc
+        logger.exception("naive %s: command failed: %.200s", code, command_json)
+        _record(code, statements=_counter.count - before, commands=1, failed=1)
+        return 0
+    sent_ms = int(sent_at * 1000)
+    _record(
+        matcher.spec.code,
+        statements=_counter.count - before,
+        commands=1,
+        trades=handled.trades,
+        sample=f"{sent_ms}:{committed_ms - sent_ms}",
+    )
+    return handled.trades
+
+
+@signals.worker_ready.connect
+def _announce(sender: object = None, **_: object) -> None:
+    """A worker consuming naive queues says so (``ready``)."""
+    for code in _served_markets():
+        redis_client().set(ready_key(code), os.getpid())
+
+
+@signals.worker_shutdown.connect
+def _retire(**_: object) -> None:
+    for code in _served_markets():
+        redis_client().delete(ready_key(code))
+    forget_matchers()
+
+
+def _served_markets() -> list[str]:
+    try:
+        queues = set(app.amqp.queues.consume_from or {})
+    except AttributeError:
+        return []
+    return sorted(q.removeprefix("naive_") for q in queues if q.startswith("naive_"))
+
+
+def _close_connection() -> None:
+    """After a transient fault: the next command reconnects (and switches autocommit off again)."""
+    try:
+        connection.close()
+    except DatabaseError:
+        logger.debug("closing a broken connection", exc_info=True)
+
+
+def _market_code(market_id: int) -> str:
+    matcher = _matchers.get(market_id)
+    if matcher is not None:
+        return matcher.spec.code
+    try:
+        market = Market.objects.filter(id=market_id).first()
+    except DatabaseError:
+        market = None
+    return market.code if market is not None else f"market{market_id}"
+
+
+def _record(
+    code: str, *, statements: int, commands: int = 0, trades: int = 0, failed: int = 0, sample: str | None = None
+) -> None:
+    """One Redis round trip per command: its latency sample and the counters."""
+    pipe = redis_client().pipeline(transaction=False)
+    if sample is not None:
+        pipe.rpush(latency_key(code), sample)
+    key = stats_key(code)
+    for name, amount in (("commands", commands), ("trades", trades), ("failed", failed), ("statements", statements)):
+        if amount:
+            pipe.hincrby(key, name, amount)
+    pipe.execute()
+
+
+# -- the producer's side (the loadtest) ------------------------------------------------------------
+
+
+def send_naive(market: Market | str, stream_items: Sequence[tuple[str, int | None]], rate: float = 0) -> float:
+    """Send one Celery message per command of ``stream_items`` (``bench.feed.accept``'s output) to the
+    market's naive queue, at ``rate`` commands/s on an open-loop schedule (``0``: as fast as
+    possible), like ``bench.feed.push``. Returns the seconds it took."""
+    if isinstance(market, str):
+        from orders.services import market_by_code
+
+        market = market_by_code(market)
+    queue = queue_name(market.code)
+    market_id = market.id
+    send = naive_match.apply_async
+    started = time.perf_counter()
+    with app.producer_or_acquire() as producer:
+        for index, (command_json, _order_id) in enumerate(stream_items):
+            if rate:
+                pause = started + index / rate - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+            send((market_id, command_json, time.time()), queue=queue, producer=producer)
+    return time.perf_counter() - started
+
+
+def ready(market_code: str) -> bool:
+    """Whether a naive worker consumes the market's queue."""
+    return bool(redis_client().exists(ready_key(market_code)))
+
+
+def reset(market_code: str) -> None:
+    """Forget the market's samples and counters (before a run on a market used before)."""
+    redis_client().delete(latency_key(market_code), stats_key(market_code))
+
+
+def stats(market_code: str) -> dict[str, int]:
+    """The market's counters: commands, trades, failed, statements (missing ones are 0)."""
+    raw = redis_client().hgetall(stats_key(market_code))
+    counters = {"commands": 0, "trades": 0, "failed": 0, "statements": 0}
+    counters.update({k.decode(): int(v) for k, v in raw.items()})
+    return counters
+
+
+def processed(market_code: str) -> int:
+    """Commands the naive worker finished (applied, ignored or failed)."""
+    return stats(market_code)["commands"]
+
+
+def statements(market_code: str) -> int:
+    """Statements the naive worker's connection sent for the market (start-up included)."""
+    return stats(market_code)["statements"]
+
+
+def samples(market_code: str) -> list[tuple[int, int]]:
+    """``(sent ms, latency ms)`` per committed command, in commit order."""
+    raws = redis_client().lrange(latency_key(market_code), 0, -1)
+    return [(int(sent), int(latency)) for sent, latency in (raw.split(b":") for raw in raws)]
