@@ -28,7 +28,7 @@ from matching.lease import MarketLease
 from matching.matcher import MarketMatcher, Rejected
 from matching.queue import GROUP, Entry, RedisStreamOrderQueue, entry_key
 from matching.store import BatchWrite, Fenced, MatchStore
-from orders.cache import MUTABLE_FIELDS, cache_key
+from orders.cache import MutableWriter
 from spot import metrics
 from spot.resilience import CircuitBreaker, CircuitOpen, is_transient
 
@@ -146,6 +146,7 @@ class MatchingEngine:
         self.clock = clock
         self.queue = RedisStreamOrderQueue(redis_client, spec.code, dead_letter_sink=self._store_dead_letter)
         self.lease = MarketLease(redis_client, spec.code, settings.MATCHING_LEASE_TTL_MS)
+        self._cache = MutableWriter(redis_client)
         self.matcher: MarketMatcher | None = None  # None until started, and again when the book is stale
         self.epoch = 0
         self.checkpoint = (0, 0)
@@ -552,16 +553,7 @@ class MatchingEngine:
         pipe = self.redis.pipeline(transaction=False)
         if to_ack:
             pipe.xack(self.queue.key, GROUP, *to_ack)
-        stamp = f"{now:.6f}"
-        ttl = settings.ORDER_CACHE_TTL
-        for row in write.orders:
-            key = cache_key(row[0])
-            # MUTABLE_FIELDS: status, executed_quantity, executed_quote, average_price, fee, updated_at
-            pipe.hset(
-                key,
-                mapping=dict(zip(MUTABLE_FIELDS, (row[1], row[2], row[3], row[4] or "", row[5], stamp), strict=True)),
-            )
-            pipe.expire(key, ttl)
+        self._cache.write(pipe, [(r[0], r[1], r[2], r[3], r[4] or "", r[5]) for r in write.orders], f"{now:.6f}")
         if job.snapshot is not None:
             pipe.set(f"book:{self.market}", job.snapshot)
         stats_key = f"matcher:stats:{self.market}"

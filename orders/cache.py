@@ -66,6 +66,37 @@ def cache_orders(pipe: Any, orders: list[Order]) -> None:
         pipe.expire(key, ttl)
 
 
+# One call writes a whole batch's changes: per order, HSET of the mutable fields and EXPIRE. Sent as
+# one command, it costs the matcher far less than two pipelined commands per order (packing and
+# parsing ~100 small commands a batch showed as a fifth of the writer thread's time).
+_WRITE_MUTABLE = """
+local ttl, stamp = ARGV[1], ARGV[2]
+for i, key in ipairs(KEYS) do
+  local at = 2 + (i - 1) * 5
+  redis.call('HSET', key, 'status', ARGV[at + 1], 'executed_quantity', ARGV[at + 2], 'executed_quote', ARGV[at + 3],
+             'average_price', ARGV[at + 4], 'fee', ARGV[at + 5], 'updated_at', stamp)
+  redis.call('EXPIRE', key, ttl)
+end
+return #KEYS
+"""
+
+
+class MutableWriter:
+    """Writes the matcher's changes of many orders with one script call (on a pipeline or a client)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._script = client.register_script(_WRITE_MUTABLE)
+
+    def write(self, pipe: Any, rows: list[tuple[int, str, str, str, str, str]], stamp: str) -> None:
+        """``rows``: (order id, status, executed_quantity, executed_quote, average_price, fee)."""
+        if not rows:
+            return
+        args: list[object] = [settings.ORDER_CACHE_TTL, stamp]
+        for _, status, executed, quote, average, fee in rows:
+            args += (status, executed, quote, average, fee)
+        self._script(keys=[cache_key(row[0]) for row in rows], args=args, client=pipe)
+
+
 def cached_order(client: redis.Redis, order_id: int) -> dict[str, str] | None:
     """The cached fields of an order, or None when absent or incomplete."""
     raw = client.hgetall(cache_key(order_id))

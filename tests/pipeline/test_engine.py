@@ -84,3 +84,25 @@ def test_trimming_never_drops_an_entry_that_is_still_pending(redis_client):
 
     assert redis_client.xrange(queue.key, pending.id, pending.id)[0][1] == {b"c": pending.data}
     assert redis_client.xlen(queue.key) <= 600
+
+
+def test_the_matcher_writes_each_changed_order_through_to_the_cache_after_commit(engine, traders, market, redis_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from orders.selectors import order_get
+
+    ask = order_place(user=traders[0], market=market, side="sell", order_type="limit", quantity="0.5", price="100.00")
+    bid = order_place(user=traders[1], market=market, side="buy", order_type="limit", quantity="0.5", price="100.00")
+    _drain(engine)
+
+    cached = {k.decode(): v.decode() for k, v in redis_client.hgetall(f"order:{bid.id}").items()}
+    assert cached["status"] == "executed"
+    assert Decimal(cached["executed_quantity"]) == Decimal("0.5")
+    assert Decimal(cached["average_price"]) == Decimal("100")
+    assert Decimal(cached["fee"]) == Decimal("0.001")  # taker 0.2 % of 0.5 btc
+    assert 0 < redis_client.ttl(f"order:{bid.id}") <= 3600
+    with CaptureQueriesContext(connection) as queries:
+        detail = order_get(user=traders[0], order_id=ask.id)
+    assert len(queries) == 0
+    assert detail["status"] == "executed"
