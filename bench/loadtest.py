@@ -466,6 +466,7 @@ def table(rows: dict[str, RunResult], ratio: dict[str, float] | None) -> str:
 def plot(rows: dict[str, RunResult], path: Path, title: str) -> None:
     """Latency CDF and throughput over time of each pipeline, one PNG."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -485,6 +486,29 @@ def plot(rows: dict[str, RunResult], path: Path, title: str) -> None:
         xs = sorted(buckets)
         over_time.plot([x / 4 for x in xs], [buckets[x] * 4 for x in xs], label=f"{name} ({result.throughput:,.0f}/s)")
     cdf.set_xscale("log")
+    ticks = [
+        1,
+        2,
+        5,
+        10,
+        20,
+        50,
+        100,
+        200,
+        500,
+        1000,
+        2000,
+        5000,
+        10**4,
+        2 * 10**4,
+        5 * 10**4,
+        10**5,
+        2 * 10**5,
+        5 * 10**5,
+    ]
+    cdf.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+    cdf.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    cdf.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     cdf.set_xlabel("latency: stream entry -> committed and acked (ms, log)")
     cdf.set_ylabel("share of orders")
     cdf.axvline(50, color="grey", linestyle=":", linewidth=1)

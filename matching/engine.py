@@ -160,6 +160,7 @@ class MatchingEngine:
         self._isolate = 0  # after a batch failed for a non-transient reason: this many batches of one
         self._statements_reported = 0
         self._book_published_at = 0.0
+        self._reclaimed_at = time.monotonic()
         self.batches = 0
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -211,22 +212,12 @@ class MatchingEngine:
         spec = self.spec
         book = OrderBook()
         ledger: dict[int, list[int]] = {}
-        for row in self.store.open_orders(spec.coin, spec.currency):
-            filled = to_units(row.executed_quantity, spec.lot_size, what="executed quantity")
-            book.restore(
-                row.id,
-                row.user_id,
-                Side(row.side),
-                to_units(row.price, spec.tick_size, what="price"),
-                to_units(row.quantity, spec.lot_size, what="quantity"),
-                filled,
-                row.seq or 0,
-            )
-            ledger[row.id] = [
-                filled,
-                to_units(row.executed_quote, spec.tick_size * spec.lot_size, what="executed quote"),
-                to_units(row.fee, BASE, what="fee"),
-            ]
+        restore = book.restore
+        for order_id, user_id, side, price, quantity, filled, quote, fee, seq in self.store.open_orders(
+            spec.coin, spec.currency, spec.tick_size, spec.lot_size
+        ):
+            restore(order_id, user_id, Side(side), price, quantity, filled, seq)
+            ledger[order_id] = [filled, quote, fee]
         book.check_invariants()
         # Sequence numbers continue after the highest ever given, not only the highest resting.
         self.last_seq = max(self.last_seq, book.next_seq - 1)
@@ -247,6 +238,7 @@ class MatchingEngine:
         elif not self.lease.renew_if_due():
             self.stop()
             raise NotOwner(f"market {self.market}: lease lost")
+        self._reclaim_if_due()
         deadline = time.monotonic() + max_seconds
         handled = 0
         while True:
@@ -256,6 +248,18 @@ class MatchingEngine:
                 self.flush()
                 return handled
             self.lease.renew_if_due()
+
+    def _reclaim_if_due(self) -> None:
+        """FR-DS-003: entries another consumer name left pending for ``MATCHING_RECLAIM_IDLE_MS`` are
+        taken over (a restarted matcher reads its own pending entries back at once)."""
+        idle_ms = settings.MATCHING_RECLAIM_IDLE_MS
+        now = time.monotonic()
+        if (now - self._reclaimed_at) * 1000 >= idle_ms:
+            self._reclaimed_at = now
+            if claimed := self.queue.reclaim_idle(idle_ms):
+                logger.warning(
+                    "matcher %s: reclaimed %s entries left pending by another consumer", self.market, claimed
+                )
 
     def drain_batch(self, block_ms: int | None = None) -> int:
         """One batch: pop, match in memory, hand the write to the writer thread. Returns entries handled.

@@ -185,9 +185,8 @@ class RedisStreamOrderQueue:
 
     def reclaim_idle(self, min_idle_ms: int, count: int = 100) -> int:
         """FR-DS-003: take over entries another consumer left pending for ``min_idle_ms``."""
-        _, claimed, _ = self.client.xautoclaim(
-            self.key, GROUP, self.consumer, min_idle_ms, "0-0", count=count, justid=True
-        )
+        # With JUSTID, redis-py returns only the list of claimed ids (not the cursor triple).
+        claimed = self.client.xautoclaim(self.key, GROUP, self.consumer, min_idle_ms, "0-0", count=count, justid=True)
         if claimed:
             self._read_pending = True
         return len(claimed)

@@ -257,12 +257,18 @@ class OrderBook:
     # -- invariants ----------------------------------------------------------------------------
 
     def check_invariants(self) -> None:
-        """Assert every structural invariant; raises ``AssertionError`` naming the broken one. O(n)."""
+        """Assert every structural invariant; raises ``AssertionError`` naming the broken one.
+
+        O(n) time; memory of two sets of ints (ids and sequence numbers), so it can run on a book of
+        a million orders at start-up.
+        """
+        orders = self._orders
+        seqs: set[int] = set()
         for side, heap, levels, dead in (
             (_BUY, self._bids, self._bid_levels, self._dead_bids),
             (_SELL, self._asks, self._ask_levels, self._dead_asks),
         ):
-            live: dict[int, Order] = {}
+            seen: set[int] = set()
             dead_seen = 0
             sums: dict[int, list[int]] = {}
             for key, seq, order in heap:
@@ -272,21 +278,23 @@ class OrderBook:
                 if not order.remaining:
                     dead_seen += 1
                     continue
-                assert order.id not in live, f"{order} is twice in the heap"
+                assert order.id not in seen, f"{order} is twice in the heap"
+                assert orders.get(order.id) is order, f"{order} is in the heap but not in the index"
                 assert order.remaining > 0 and order.filled >= 0, f"{order} has a negative amount"
                 assert order.filled + order.remaining == order.quantity, f"{order} does not add up"
                 assert order.seq < self._next_seq, f"{order} has a sequence from the future"
-                live[order.id] = order
+                assert seq not in seqs, f"two resting orders share sequence number {seq}"
+                seen.add(order.id)
+                seqs.add(seq)
                 agg = sums.setdefault(order.price, [0, 0])
                 agg[0] += order.remaining
                 agg[1] += 1
             assert dead_seen == dead, f"{side}: {dead_seen} dead heap entries, counter says {dead}"
-            indexed = {oid: o for oid, o in self._orders.items() if o.side is side}
-            assert live.keys() == indexed.keys(), f"{side}: heap and index disagree"
-            assert all(live[i] is indexed[i] for i in live), f"{side}: heap and index hold different orders"
+            # Every live heap order is indexed under its id (checked above); equal counts make the two
+            # sets equal without building a second one.
+            indexed = sum(1 for o in orders.values() if o.side is side)
+            assert len(seen) == indexed, f"{side}: heap and index disagree ({len(seen)} live, {indexed} indexed)"
             assert sums == levels, f"{side}: level aggregates {levels} differ from the orders' {sums}"
-        seqs = [o.seq for o in self._orders.values()]
-        assert len(seqs) == len(set(seqs)), "two resting orders share a sequence number"
         bid, ask = self.best_bid(), self.best_ask()
         assert bid is None or ask is None or bid < ask, f"book is crossed: bid {bid} >= ask {ask}"
 

@@ -106,3 +106,24 @@ def test_the_matcher_writes_each_changed_order_through_to_the_cache_after_commit
         detail = order_get(user=traders[0], order_id=ask.id)
     assert len(queries) == 0
     assert detail["status"] == "executed"
+
+
+def test_entries_another_consumer_left_pending_are_reclaimed_and_matched(
+    engine, traders, market, redis_client, settings
+):
+    from matching.queue import GROUP, RedisStreamOrderQueue
+
+    settings.MATCHING_RECLAIM_IDLE_MS = 50
+    order = order_place(user=traders[0], market=market, side="buy", order_type="limit", quantity="0.1", price="10.00")
+    stranger = RedisStreamOrderQueue(redis_client, market.code, consumer="a-consumer-that-died")
+    assert [e.data for e in stranger.pop(10)]  # delivered to it, never acknowledged
+    engine.queue.pop(10)  # nothing new for the matcher meanwhile
+
+    import time
+
+    time.sleep(0.1)
+    engine.drain(max_seconds=1)
+
+    order.refresh_from_db()
+    assert order.status == "pending"
+    assert redis_client.xpending(engine.queue.key, GROUP)["pending"] == 0

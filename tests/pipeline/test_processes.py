@@ -27,6 +27,7 @@ def _accept(market, traders, redis_client, count, seed):
 def _assert_end_state(market, commands, totals_before):
     assert not Order.objects.filter(status=OrderStatus.NEW).exists()
     assert audit.audit_against_replay(market, commands) == []
+    assert audit.audit_book_against_replay(market, commands) == []
     assert audit.audit_holds(market) == []
     assert audit.audit_book(market) == []
     assert audit.audit_trades(market) == []
