@@ -126,8 +126,12 @@ def scratch_market(template: str, users: int, *, keep: bool = False) -> Iterator
 
 
 def drop_market(market: Market, user_ids: list[int]) -> None:
-    """Delete everything a scratch market made: rows of its assets and its Redis keys."""
+    """Delete everything a scratch market made: rows of its assets, its orders' cache entries and its
+    Redis keys."""
     coin, currency = market.coin, market.currency
+    client = redis_client()
+    order_ids = Order.objects.filter(coin=coin, currency=currency).values_list("id", flat=True)
+    _unlink(client, (f"order:{order_id}" for order_id in order_ids.iterator(chunk_size=10_000)))
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM trades WHERE coin = %s AND currency = %s", [coin, currency])
         cursor.execute("DELETE FROM orders WHERE coin = %s AND currency = %s", [coin, currency])
@@ -136,20 +140,37 @@ def drop_market(market: Market, user_ids: list[int]) -> None:
     MatcherCheckpoint.objects.filter(market=market).delete()
     get_user_model().objects.filter(id__in=user_ids).delete()
     market.delete()
-    client = redis_client()
-    for pattern in (f"*{market.code}*", f"enqueued:{market.code}:*"):
-        keys = list(client.scan_iter(match=pattern, count=10_000))
-        for start in range(0, len(keys), 10_000):
-            client.delete(*keys[start : start + 10_000])
+    _unlink(client, client.scan_iter(match=f"*{market.code}*", count=10_000))
+
+
+def _unlink(client: redis.Redis, keys: Iterator[Any]) -> None:
+    batch: list[Any] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) == 10_000:
+            client.unlink(*batch)
+            batch = []
+    if batch:
+        client.unlink(*batch)
 
 
 # -- worker processes --------------------------------------------------------------------------
 
 
 class Worker:
-    """A Celery worker process of this project, on one queue, logging to ``var/``."""
+    """A Celery worker process of this project on one queue (solo pool, one task at a time), with this
+    process's settings module and database; the loadtest and the process tests start matchers so."""
 
-    def __init__(self, queue: str, extra_env: dict[str, str], args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        queue: str,
+        extra_env: dict[str, str],
+        args: Sequence[str] = (),
+        *,
+        log_path: Path | None = None,
+        loglevel: str = "warning",
+        name: str | None = None,
+    ) -> None:
         env = dict(os.environ)
         env.update(
             DJANGO_SETTINGS_MODULE=settings.SETTINGS_MODULE,  # the workers use this process's settings
@@ -157,26 +178,14 @@ class Worker:
             PYTHONUNBUFFERED="1",
             **extra_env,
         )
-        (ROOT / "var").mkdir(exist_ok=True)
-        self.log_path = ROOT / "var" / f"loadtest-{queue}.log"
-        self._log = open(self.log_path, "wb")
+        if log_path is None:
+            (ROOT / "var").mkdir(exist_ok=True)
+            log_path = ROOT / "var" / f"loadtest-{queue}.log"
+        self.log_path = log_path
+        self._log = open(self.log_path, "ab")
         celery = str(Path(sys.executable).parent / "celery")
-        command = [
-            celery,
-            "-A",
-            "spot",
-            "worker",
-            "-Q",
-            queue,
-            "-P",
-            "solo",
-            "-c",
-            "1",
-            "-l",
-            "warning",
-            "--without-gossip",
-        ]
-        command += ["--without-mingle", "--without-heartbeat", "-n", f"{queue}@%h", *args]
+        command = [celery, "-A", "spot", "worker", "-Q", queue, "-P", "solo", "-c", "1", "-l", loglevel]
+        command += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name or queue}@%h", *args]
         self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     @property
@@ -191,18 +200,26 @@ class Worker:
                     return int(line.split()[1]) / 1024
         return 0.0
 
+    def kill(self) -> None:
+        """kill -9: no shutdown handler runs; the market's lease stays until it expires."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+                self.kill()
         self._log.close()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
 def wait_for(predicate: Any, timeout: float, what: str, worker: Worker | None = None) -> None:
@@ -232,11 +249,7 @@ def run_pipeline(
     client = redis_client()
     with scratch_market(template, users, keep=keep) as scratch:
         market = scratch.market
-        feed.publish_reference(client, market, mid + 20 * market.tick_size)
-        started = time.perf_counter()
-        items = feed.accept(market, scratch.user_ids, commands)
-        intake_seconds = time.perf_counter() - started
-        totals = audit.asset_totals([market.coin, market.currency])
+        items, intake_seconds, totals = _accept(client, scratch, commands, mid)
         stats_key = f"matcher:stats:{market.code}"
         queue = RedisStreamOrderQueue(client, market.code)
         if not rate:
@@ -258,12 +271,30 @@ def run_pipeline(
             worker.stop()
         samples = [tuple(map(int, raw.split(b":"))) for raw in client.lrange(f"matcher:latency:{market.code}", 0, -1)]
         result = _result(samples, len(items), statements, rate, None if rate else started_ms)
-        result.intake_seconds = intake_seconds
-        result.trades = Trade.objects.filter(coin=market.coin, currency=market.currency).count()
-        result.dead_lettered = DeadLetter.objects.filter(market=market.code).count()
-        result.problems = end_state_problems(market, [j for j, _ in items], totals)
-        result.invariants_ok = not result.problems
-        return result
+        return _checked(result, market, items, totals, intake_seconds)
+
+
+def _accept(
+    client: redis.Redis, scratch: Scratch, commands: Sequence[workload.Command], mid: Decimal
+) -> tuple[list[tuple[str, int | None]], float, dict[str, Decimal]]:
+    """Accept the stream through intake; returns its stream items, the seconds it took, and the
+    per-asset totals the end state must still have."""
+    market = scratch.market
+    feed.publish_reference(client, market, mid + 20 * market.tick_size)
+    started = time.perf_counter()
+    items = feed.accept(market, scratch.user_ids, commands)
+    return items, time.perf_counter() - started, audit.asset_totals([market.coin, market.currency])
+
+
+def _checked(
+    result: RunResult, market: Market, items: list[tuple[str, int | None]], totals: dict[str, Decimal], intake: float
+) -> RunResult:
+    result.intake_seconds = intake
+    result.trades = Trade.objects.filter(coin=market.coin, currency=market.currency).count()
+    result.dead_lettered = DeadLetter.objects.filter(market=market.code).count()
+    result.problems = end_state_problems(market, [j for j, _ in items], totals)
+    result.invariants_ok = not result.problems
+    return result
 
 
 def _result(
@@ -324,11 +355,7 @@ def run_naive(
     client = redis_client()
     with scratch_market(template, users, keep=keep) as scratch:
         market = scratch.market
-        feed.publish_reference(client, market, mid + 20 * market.tick_size)
-        started = time.perf_counter()
-        items = feed.accept(market, scratch.user_ids, commands)
-        intake_seconds = time.perf_counter() - started
-        totals = audit.asset_totals([market.coin, market.currency])
+        items, intake_seconds, totals = _accept(client, scratch, commands, mid)
         worker = Worker(naive.queue_name(market.code), {}, naive.WORKER_ARGS)
         try:
             wait_for(lambda: naive.ready(market.code), 60, "the naive worker to start", worker)
@@ -340,11 +367,7 @@ def run_naive(
             worker.stop()
         samples = naive.samples(market.code)
         result = _result(samples, len(items), naive.statements(market.code), rate)
-        result.intake_seconds = intake_seconds
-        result.trades = Trade.objects.filter(coin=market.coin, currency=market.currency).count()
-        result.problems = end_state_problems(market, [j for j, _ in items], totals)
-        result.invariants_ok = not result.problems
-        return result
+        return _checked(result, market, items, totals, intake_seconds)
 
 
 # -- rebuild at scale --------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 import redis
@@ -17,3 +18,32 @@ def redis_client() -> Iterator[redis.Redis]:
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def market(redis_client):
+    """BTC/USDT (tick 0.01, lot 0.0001, fees 0.1 % maker / 0.2 % taker) with a clean Redis."""
+    from tests.factories import MarketFactory
+
+    return MarketFactory(coin="btc", currency="usdt")
+
+
+@pytest.fixture
+def traders(market) -> list:
+    """Six users with 1,000,000 USDT and 100 BTC each."""
+    from orders.services import balance_deposit
+    from tests.factories import UserFactory
+
+    users = [UserFactory() for _ in range(6)]
+    for user in users:
+        balance_deposit(user=user, asset="usdt", amount=Decimal("1000000"))
+        balance_deposit(user=user, asset="btc", amount=Decimal("100"))
+    return users
+
+
+def drain_all(engine) -> int:
+    """Run an in-process engine's batches until its stream is empty; returns commands handled."""
+    total = 0
+    while n := engine.drain_batch():
+        total += n
+    return total

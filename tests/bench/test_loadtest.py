@@ -30,6 +30,8 @@ def test_the_loadtest_runs_the_real_pipeline_and_writes_the_contracts_json_and_a
     assert set(result["environment"]) >= {"cpus", "python", "mysql", "redis", "batch_size", "commit"}
     assert out.with_suffix(".png").stat().st_size > 10_000
     assert not Market.objects.exists(), "the scratch market is dropped"
+    leftovers = [k for k in redis_client.scan_iter() if k.startswith((b"order:", b"orders:", b"enqueued:"))]
+    assert leftovers == [], "its orders' cache entries, stream and markers are dropped too"
 
 
 def test_the_loadtest_refuses_bad_options_with_a_clear_message():

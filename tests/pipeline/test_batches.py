@@ -10,15 +10,9 @@ import pytest
 from bench import feed, workload
 from orders import audit
 from orders.models import Order, OrderStatus
+from tests.conftest import drain_all
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _drain(engine) -> int:
-    total = 0
-    while n := engine.drain_batch():
-        total += n
-    return total
 
 
 @pytest.fixture
@@ -33,7 +27,7 @@ def stream(market, traders, redis_client):
 def test_the_pipeline_makes_the_same_trades_and_statuses_as_the_replay(engine, market, stream):
     totals_before = audit.asset_totals(["btc", "usdt"])
 
-    assert _drain(engine) == len(stream)
+    assert drain_all(engine) == len(stream)
 
     assert audit.audit_against_replay(market, stream) == []
     assert audit.audit_holds(market) == []
@@ -46,7 +40,7 @@ def test_the_pipeline_makes_the_same_trades_and_statuses_as_the_replay(engine, m
 def test_the_matching_path_sends_at_most_one_statement_per_ten_orders_at_batch_size_50(engine, stream):
     before = engine.store.statements
 
-    handled = _drain(engine)
+    handled = drain_all(engine)
 
     assert engine.batch_size == 50
     statements = engine.store.statements - before
@@ -55,7 +49,7 @@ def test_the_matching_path_sends_at_most_one_statement_per_ten_orders_at_batch_s
 
 
 def test_a_rebuilt_book_equals_the_book_in_memory(engine, market, stream):
-    _drain(engine)
+    drain_all(engine)
     in_memory = [(o.id, o.price, o.remaining, o.seq) for o in engine.matcher.book.orders()]
 
     engine.stop()

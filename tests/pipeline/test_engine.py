@@ -6,15 +6,9 @@ import pytest
 
 from orders.models import Balance, Order, Trade
 from orders.services import order_cancel, order_place
+from tests.conftest import drain_all
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _drain(engine) -> int:
-    total = 0
-    while n := engine.drain_batch():
-        total += n
-    return total
 
 
 def test_a_crossing_pair_trades_at_the_makers_price_and_settles_balances(engine, traders, market):
@@ -22,7 +16,7 @@ def test_a_crossing_pair_trades_at_the_makers_price_and_settles_balances(engine,
     ask = order_place(user=seller, market=market, side="sell", order_type="limit", quantity="0.5", price="100.00")
     bid = order_place(user=buyer, market=market, side="buy", order_type="limit", quantity="0.2", price="101.00")
 
-    assert _drain(engine) == 2
+    assert drain_all(engine) == 2
 
     ask.refresh_from_db()
     bid.refresh_from_db()
@@ -45,9 +39,9 @@ def test_a_crossing_pair_trades_at_the_makers_price_and_settles_balances(engine,
 
 def test_a_cancel_releases_what_the_order_still_held(engine, traders, market):
     order = order_place(user=traders[0], market=market, side="buy", order_type="limit", quantity="1", price="50.00")
-    _drain(engine)
+    drain_all(engine)
     order_cancel(user=traders[0], order_id=order.id)
-    _drain(engine)
+    drain_all(engine)
 
     order.refresh_from_db()
     assert order.status == "canceled"
@@ -64,7 +58,7 @@ def test_the_matcher_trims_acknowledged_entries_from_the_stream(engine, redis_cl
     queue.push_many(cancels)
     queue.push("not json")
     queue.push_many(cancels)
-    _drain(engine)  # 120 batches: one trim, after the 100th
+    drain_all(engine)  # 120 batches: one trim, after the 100th
 
     assert redis_client.xlen(queue.key) < 1200  # what came after the 100th batch, give or take a node
     assert DeadLetter.objects.get().payload == "not json"  # dead-lettered with its payload before that
@@ -94,7 +88,7 @@ def test_the_matcher_writes_each_changed_order_through_to_the_cache_after_commit
 
     ask = order_place(user=traders[0], market=market, side="sell", order_type="limit", quantity="0.5", price="100.00")
     bid = order_place(user=traders[1], market=market, side="buy", order_type="limit", quantity="0.5", price="100.00")
-    _drain(engine)
+    drain_all(engine)
 
     cached = {k.decode(): v.decode() for k, v in redis_client.hgetall(f"order:{bid.id}").items()}
     assert cached["status"] == "executed"
