@@ -509,26 +509,10 @@ def plot(rows: dict[str, RunResult], path: Path, title: str) -> None:
         xs = sorted(buckets)
         over_time.plot([x / 4 for x in xs], [buckets[x] * 4 for x in xs], label=f"{name} ({result.throughput:,.0f}/s)")
     cdf.set_xscale("log")
-    ticks = [
-        1,
-        2,
-        5,
-        10,
-        20,
-        50,
-        100,
-        200,
-        500,
-        1000,
-        2000,
-        5000,
-        10**4,
-        2 * 10**4,
-        5 * 10**4,
-        10**5,
-        2 * 10**5,
-        5 * 10**5,
-    ]
+    top = max((lat for r in rows.values() for _, lat in r.samples), default=1)
+    # 1-2-5 ticks within three decades; one a decade beyond, so labels never collide.
+    steps = (1, 2, 5) if top <= 2000 else (1,)
+    ticks = [m * 10**e for e in range(7) for m in steps if m * 10**e <= top * 2]
     cdf.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
     cdf.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
     cdf.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
