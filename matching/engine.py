@@ -234,7 +234,7 @@ class MatchingEngine:
         (the caller retries; the next call rebuilds the book from the DB).
         """
         if not self.started:
-            self.start()
+            self.breaker.call(self.start)  # start-up reads the DB too: its failures count (FR-RL-001)
         elif not self.lease.renew_if_due():
             self.stop()
             raise NotOwner(f"market {self.market}: lease lost")

@@ -49,7 +49,9 @@ def send_drain(market: str, chain: str, countdown: float | None = None) -> None:
     drain.apply_async((market, chain), queue=queue_for(market), countdown=countdown)
 
 
-@app.task(bind=True, acks_late=True, ignore_result=True, name="matching.drain")
+# max_retries=None on the task: Celery's retry(max_retries=None) means "the task's default" (3),
+# which ended a market's chain after three DB failures in a row (caught by the outage test).
+@app.task(bind=True, acks_late=True, ignore_result=True, name="matching.drain", max_retries=None)
 def drain(self, market: str, chain: str) -> int:  # type: ignore[no-untyped-def]
     """Match ``market``'s queued commands for up to ``SLICE_S``; returns how many were handled."""
     if not chain_is_current(market, chain):
@@ -66,7 +68,7 @@ def drain(self, market: str, chain: str) -> int:  # type: ignore[no-untyped-def]
         return 0
     except CircuitOpen as exc:
         logger.warning("matcher %s waits: %s", market, exc)
-        raise self.retry(countdown=max(exc.retry_after, 0.1), max_retries=None) from exc
+        raise self.retry(countdown=max(exc.retry_after, 0.1)) from exc
     except Exception as exc:
         # Transient faults are retried with FR-RL-002 backoff; the chain never ends on its own, since
         # orders wait in the stream and must be matched as soon as the DB or Redis is back.
@@ -76,7 +78,7 @@ def drain(self, market: str, chain: str) -> int:  # type: ignore[no-untyped-def]
             logger.warning("matcher %s: %r; retry in %.2f s", market, exc, delay)
         else:
             logger.exception("matcher %s failed; retry in %.2f s", market, delay)
-        raise self.retry(exc=exc, countdown=delay, max_retries=None) from exc
+        raise self.retry(exc=exc, countdown=delay) from exc
     finally:
         unbind(token)
     send_drain(market, chain)

@@ -33,9 +33,10 @@ def matchers(tmp_path, redis_client):
     started: list[Worker] = []
 
     class Starter:
-        def start(self, queue: str = "match_btc") -> Worker:
+        def start(self, queue: str = "match_btc", env: dict[str, str] | None = None) -> Worker:
             n = len(started)
-            worker = Worker(queue, {}, log_path=tmp_path / f"matcher-{n}.log", loglevel="info", name=f"{queue}-{n}")
+            log = tmp_path / f"matcher-{n}.log"
+            worker = Worker(queue, env or {}, log_path=log, loglevel="info", name=f"{queue}-{n}")
             started.append(worker)
             return worker
 

@@ -150,3 +150,38 @@ def test_cutting_the_matchers_database_connections_mid_stream_loses_and_duplicat
 
     assert cuts >= 3
     _assert_end_state(market, [j for j, _ in items], totals)
+
+
+def test_while_the_database_is_unreachable_orders_wait_the_breaker_opens_and_matching_resumes_by_itself(
+    market, traders, redis_client, matchers
+):
+    from django.conf import settings
+
+    from matching.queue import RedisStreamOrderQueue
+    from tests.pipeline.proxy import CuttableProxy
+
+    items = _accept(market, traders, redis_client, 1200, seed=21)
+    totals = audit.asset_totals(["btc", "usdt"])
+    proxy = CuttableProxy(int(settings.DATABASES["default"]["PORT"]))
+    matcher = matchers.start(env={"MYSQL_PORT": str(proxy.port)})  # its only way to the database
+    queue = RedisStreamOrderQueue(redis_client, market.code)
+    try:
+        feed.push(redis_client, market, items[:400])
+        wait_until(lambda: stream_settled(redis_client, market), 60, message="the first orders")
+
+        proxy.cut()
+        feed.push(redis_client, market, items[400:])
+        wait_until(lambda: "closed -> open" in matcher.log(), 30, message="the breaker to open")
+        assert not queue.settled()
+        assert Order.objects.filter(status=OrderStatus.NEW).exists()  # waiting, not lost or rejected
+
+        proxy.restore()
+        back = time.monotonic()
+        wait_until(lambda: stream_settled(redis_client, market), 90, message="matching to resume")
+        resumed_after = time.monotonic() - back
+    finally:
+        proxy.close()
+
+    _assert_end_state(market, [j for j, _ in items], totals)
+    assert "half_open" in matcher.log()
+    print(f"matching resumed {resumed_after:.1f} s after the database came back")  # the product allows 30 s
