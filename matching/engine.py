@@ -331,12 +331,14 @@ class MatchingEngine:
         while the engine runs (dead letters are written through here too)."""
         try:
             self._write(job.write)
+            # A Redis failure here (after the commit) takes the same path: the book is rebuilt, the
+            # unacknowledged entries are delivered again and acknowledged by the checkpoint.
+            self._after_commit(job)
         except Exception as exc:
             raise _WriteFailed(job, exc) from exc
-        self._after_commit(job)
 
     def _recover(self, job: _Job, exc: Exception) -> None:
-        self.matcher = None  # it holds batches that were not written
+        self.matcher = None  # it may hold batches that were not written
         self.queue.nack(["*"])
         if isinstance(exc, Fenced):
             self.stop()

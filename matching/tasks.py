@@ -54,14 +54,14 @@ def send_drain(market: str, chain: str, countdown: float | None = None) -> None:
 @app.task(bind=True, acks_late=True, ignore_result=True, name="matching.drain", max_retries=None)
 def drain(self, market: str, chain: str) -> int:  # type: ignore[no-untyped-def]
     """Match ``market``'s queued commands for up to ``SLICE_S``; returns how many were handled."""
-    if not chain_is_current(market, chain):
-        return 0  # superseded: a newer chain drives this market
-    redis_client().hincrby(f"matcher:stats:{market}", "tasks", 1)
-    beat(market)
-    engine = engine_for(market)
     token = bind(new_correlation_id())
     try:
-        handled = engine.drain(max_seconds=SLICE_S, block_ms=_idle_block_ms())
+        # Inside the try: these touch Redis and the DB too, and an outage must retry the chain, not end it.
+        if not chain_is_current(market, chain):
+            return 0  # superseded: a newer chain drives this market
+        redis_client().hincrby(f"matcher:stats:{market}", "tasks", 1)
+        beat(market)
+        handled = engine_for(market).drain(max_seconds=SLICE_S, block_ms=_idle_block_ms())
     except NotOwner as exc:
         logger.warning("%s", exc)
         send_drain(market, chain, countdown=STANDBY_RETRY_S)

@@ -185,3 +185,35 @@ def test_while_the_database_is_unreachable_orders_wait_the_breaker_opens_and_mat
     _assert_end_state(market, [j for j, _ in items], totals)
     assert "half_open" in matcher.log()
     print(f"matching resumed {resumed_after:.1f} s after the database came back")  # the product allows 30 s
+
+
+def test_while_redis_is_unreachable_for_the_matcher_nothing_is_acked_or_lost_and_it_takes_its_market_back(
+    market, traders, redis_client, matchers
+):
+    from django.conf import settings
+
+    from tests.pipeline.proxy import CuttableProxy
+
+    items = _accept(market, traders, redis_client, 1200, seed=22)
+    totals = audit.asset_totals(["btc", "usdt"])
+    url = settings.MATCHING_REDIS_URL
+    proxy = CuttableProxy(int(url.rsplit(":", 1)[1].split("/")[0]))
+    db = url.rsplit("/", 1)[1]
+    # Streams, leases and the cache through the proxy; the Celery broker directly.
+    matcher = matchers.start(env={"TEST_REDIS_URL": f"redis://127.0.0.1:{proxy.port}/{db}"})
+    try:
+        feed.push(redis_client, market, items[:400])
+        wait_until(lambda: stream_settled(redis_client, market), 60, message="the first orders")
+
+        proxy.cut()
+        feed.push(redis_client, market, items[400:])
+        time.sleep(settings.MATCHING_LEASE_TTL_MS / 1000 + 1)  # long enough for its lease to expire
+        assert not stream_settled(redis_client, market)
+
+        proxy.restore()
+        wait_until(lambda: stream_settled(redis_client, market), 90, message="matching to resume")
+    finally:
+        proxy.close()
+
+    _assert_end_state(market, [j for j, _ in items], totals)
+    assert "Error" in matcher.log()  # it did see the outage
