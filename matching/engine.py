@@ -274,7 +274,8 @@ class MatchingEngine:
         size = 1 if self._isolate else self.batch_size
         entries = self.queue.pop(size, block_ms)
         if not entries:
-            self.flush()
+            if self.flush():  # a failed write was recovered: its entries are pending again
+                return self.drain_batch()
             return 0
         if self._isolate:
             self._isolate -= 1
@@ -315,16 +316,19 @@ class MatchingEngine:
         self._inflight = self._writer.submit(self._settle, job)
         return len(entries)
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
         """Wait for the batch being written. If its write failed, recover (see ``drain_batch``) and
-        raise: the transient error itself, ``NotOwner`` when fenced; a bug isolates its batch instead."""
+        raise: the transient error itself, ``NotOwner`` when fenced; a bug isolates its batch instead,
+        and then this returns True (its entries are pending again)."""
         inflight, self._inflight = self._inflight, None
         if inflight is None:
-            return
+            return False
         try:
             inflight.result()
         except _WriteFailed as failure:
             self._recover(failure.job, failure.cause)
+            return True
+        return False
 
     def _settle(self, job: _Job) -> None:
         """Writer thread: commit the batch, then ack, cache, publish. The only user of ``self.store``

@@ -121,3 +121,26 @@ def test_entries_another_consumer_left_pending_are_reclaimed_and_matched(
     order.refresh_from_db()
     assert order.status == "pending"
     assert redis_client.xpending(engine.queue.key, GROUP)["pending"] == 0
+
+
+def test_a_batch_that_cannot_be_written_is_split_and_only_the_entry_at_fault_is_dead_lettered(engine, traders, market):
+    from orders.models import Balance, DeadLetter, Order
+
+    seller, buyer, other = traders[0], traders[1], traders[2]
+    ask = order_place(user=seller, market=market, side="sell", order_type="limit", quantity="0.5", price="100.00")
+    bid = order_place(user=buyer, market=market, side="buy", order_type="limit", quantity="0.5", price="100.00")
+    bystander = order_place(user=other, market=market, side="buy", order_type="limit", quantity="0.1", price="90.00")
+    # The buyer's BTC row, which the fill must credit, is gone (an operator's mistake, say): the
+    # batch's balance update cannot match every row, so nothing of the batch may be written.
+    Balance.objects.filter(user=buyer, asset="btc").delete()
+
+    drain_all(engine)
+
+    letter = DeadLetter.objects.get()
+    assert str(bid.id) in letter.payload
+    assert "MissingBalance" in letter.reason
+    statuses = dict(Order.objects.values_list("id", "status"))
+    assert statuses[ask.id] == "pending"  # applied on its own, untouched by the failed fill
+    assert statuses[bystander.id] == "pending"
+    assert statuses[bid.id] == "new"  # dead-lettered: still holding its funds until an operator acts
+    assert Balance.objects.get(user=buyer, asset="usdt").held == Decimal("50")
