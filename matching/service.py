@@ -64,6 +64,11 @@ def engine_for(market_code: str) -> MatchingEngine:
     return engine
 
 
+def engine_count() -> int:
+    """How many markets this process matches."""
+    return len(_engines)
+
+
 def forget_engines() -> None:
     """Stop and drop this process's engines (worker shutdown, tests)."""
     for engine in _engines.values():

@@ -18,6 +18,7 @@ from matching.engine import NotOwner
 from matching.service import (
     beat,
     chain_is_current,
+    engine_count,
     engine_for,
     forget_engines,
     is_alive,
@@ -39,10 +40,8 @@ STANDBY_RETRY_S = 2.0  # how often a worker without the market's lease checks ag
 
 
 def _idle_block_ms() -> int:
-    from matching.service import _engines
-
     # A worker serving several markets must not sit on one market's stream while another's fills.
-    return settings.MATCHING_IDLE_BLOCK_MS if len(_engines) <= 1 else 50
+    return settings.MATCHING_IDLE_BLOCK_MS if engine_count() <= 1 else 50
 
 
 def send_drain(market: str, chain: str, countdown: float | None = None) -> None:
@@ -96,12 +95,16 @@ def ensure_matchers() -> int:
     return started
 
 
-@app.task(
-    ignore_result=True, name="orders.sweep_unqueued", autoretry_for=(Exception,), max_retries=3, retry_backoff=0.1
-)
-def sweep_unqueued() -> int:
+@app.task(bind=True, ignore_result=True, name="orders.sweep_unqueued")
+def sweep_unqueued(self) -> int:  # type: ignore[no-untyped-def]
     """Beat: push `new` orders that never reached their stream (the order row is the outbox)."""
-    return order_sweep_unqueued()
+    try:
+        return order_sweep_unqueued()
+    except Exception as exc:
+        policy = RetryPolicy.from_settings()  # FR-RL-002: 3 retries, then the next beat tries again
+        if not is_transient(exc) or self.request.retries >= policy.max_retries:
+            raise
+        raise self.retry(exc=exc, countdown=policy.delay(self.request.retries), max_retries=policy.max_retries) from exc
 
 
 @signals.worker_ready.connect
