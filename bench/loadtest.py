@@ -188,10 +188,6 @@ class Worker:
         command += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name or queue}@%h", *args]
         self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
     def rss_mib(self) -> float:
         """Resident memory of the worker process, from /proc."""
         with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as status:

@@ -142,7 +142,7 @@ class MatchingEngine:
         self.store = store or MatchStore()
         self.fee_account_id = fee_account_id
         self.batch_size = batch_size or settings.MATCHING_BATCH_SIZE
-        self.breaker = breaker or CircuitBreaker.from_settings(f"db:{spec.code}")
+        self.breaker = breaker or CircuitBreaker.from_settings(f"db:{spec.code}", on_change=metrics.breaker_changed)
         self.clock = clock
         self.queue = RedisStreamOrderQueue(redis_client, spec.code, dead_letter_sink=self._store_dead_letter)
         self.lease = MarketLease(redis_client, spec.code, settings.MATCHING_LEASE_TTL_MS)
@@ -246,6 +246,8 @@ class MatchingEngine:
             handled += n
             if n == 0 or time.monotonic() >= deadline:
                 self.flush()
+                # FR-OB-001 queue depth: once a slice (a few times a second), not per batch.
+                metrics.QUEUE_DEPTH.labels(self.market).set(self.queue.depth())
                 return handled
             self.lease.renew_if_due()
 
@@ -416,26 +418,24 @@ class MatchingEngine:
         lot_base, notional_base = spec.lot_base, spec.notional_base
         taker_fee_base = 0
         ledger = self.ledger
-        maker_num, maker_den = spec.maker_fee
-        taker_num, taker_den = spec.taker_fee
         taker_buys = command.side is Side.BUY
+        # Fee rates by role: the buyer receives base, the seller quote; the taker pays the taker rate.
+        (buy_num, buy_den), (sell_num, sell_den) = (
+            (spec.taker_fee, spec.maker_fee) if taker_buys else (spec.maker_fee, spec.taker_fee)
+        )
         for trade in result.trades:
             qty_base = trade.quantity * lot_base
             quote_base = trade.price * trade.quantity * notional_base
+            buyer_fee = qty_base * buy_num // buy_den
+            seller_fee = quote_base * sell_num // sell_den
             if taker_buys:
-                buyer, seller = trade.taker_user, trade.maker_user
-                buyer_fee = qty_base * taker_num // taker_den
-                seller_fee = quote_base * maker_num // maker_den
+                buyer, seller, buy_id, sell_id = trade.taker_user, trade.maker_user, trade.taker_id, trade.maker_id
                 taker_fee_base += buyer_fee
                 maker_fee = seller_fee
-                buy_id, sell_id = trade.taker_id, trade.maker_id
             else:
-                buyer, seller = trade.maker_user, trade.taker_user
-                buyer_fee = qty_base * maker_num // maker_den
-                seller_fee = quote_base * taker_num // taker_den
+                buyer, seller, buy_id, sell_id = trade.maker_user, trade.taker_user, trade.maker_id, trade.taker_id
                 taker_fee_base += seller_fee
                 maker_fee = buyer_fee
-                buy_id, sell_id = trade.maker_id, trade.taker_id
             # Fills consume held funds: the buyer's quote at the trade price, the seller's base.
             batch.move(buyer, coin, qty_base - buyer_fee, 0)
             batch.move(buyer, currency, -quote_base, -quote_base)

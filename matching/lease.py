@@ -29,9 +29,9 @@ return 0
 class MarketLease:
     """``lease:<market>`` holds ``<host>:<pid>:<uuid>`` of the owner for ``ttl_ms``.
 
-    ``acquire()`` and ``renew()`` return whether this process owns the market. ``valid()`` is a local
-    check: the lease was renewed less than ``ttl_ms - margin`` ago, by this process's monotonic clock,
-    so a stalled owner stops writing before another can take over.
+    ``acquire()`` and ``renew()`` return whether this process owns the market. A stalled owner that
+    wakes after losing the lease cannot write: each new owner bumps the market's epoch in the DB, and
+    a batch commits only under its own epoch (``matching.store``).
     """
 
     def __init__(self, client: redis.Redis, market: str, ttl_ms: int) -> None:
@@ -78,9 +78,6 @@ class MarketLease:
         if (time.monotonic() - self._renewed_at) * 1000 >= self.ttl_ms / 3:
             return self.renew()
         return True
-
-    def valid(self, margin_ms: int = 1000) -> bool:
-        return self._held and (time.monotonic() - self._renewed_at) * 1000 < self.ttl_ms - margin_ms
 
     def release(self) -> None:
         if self._held:

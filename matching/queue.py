@@ -209,9 +209,6 @@ class RedisStreamOrderQueue:
                 return int(group["pending"]) == 0 and group.get("lag") == 0
         return False
 
-    def pending_count(self) -> int:
-        return int(self.client.xpending(self.key, GROUP)["pending"])
-
     def _read(self, start: str, count: int, block_ms: int | None) -> list[tuple[str, bytes]]:
         reply = self.client.xreadgroup(GROUP, self.consumer, {self.key: start}, count=count, block=block_ms)
         if not reply:

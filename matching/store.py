@@ -243,14 +243,6 @@ class MatchStore:
                 cursor.close()
         self._commit()
 
-    def checkpoint(self, market_id: int) -> tuple[int, str]:
-        """(epoch, last_entry) as committed."""
-        self._ensure()
-        cursor = self._execute("SELECT epoch, last_entry FROM matcher_checkpoints WHERE market_id = %s", [market_id])
-        epoch, last_entry = cursor.fetchone()
-        self._commit()
-        return int(epoch), str(last_entry)
-
     # -- the batch -----------------------------------------------------------------------------
 
     def write_batch(self, batch: BatchWrite, *, market_id: int, epoch: int, coin: str, currency: str) -> None:

@@ -192,9 +192,7 @@ class OrderDetailApi(APIView):
         return Response(order_get(user=request.user, order_id=order_id))
 
     def delete(self, request: Request, order_id: int) -> Response:
-        # order_get first: another user's order is a 404 (order_cancel reports it as a 409).
-        order_get(user=request.user, order_id=order_id)
-        order = order_cancel(user=request.user, order_id=order_id)
+        order = order_cancel(user=request.user, order_id=order_id)  # 404 for another user's order
         return Response({"id": order.id, "status": "cancel_requested"}, status=status.HTTP_202_ACCEPTED)
 
 

@@ -25,4 +25,11 @@ BATCH_SIZE = Histogram(
 DB_STATEMENTS = Counter("spot_matcher_db_statements_total", "SQL statements the matcher sent.", ["market"])
 DEAD_LETTERS = Counter("spot_dead_letters_total", "Stream entries sent to the dead letter queue.", ["market"])
 BREAKER_STATE = Gauge("spot_circuit_open", "1 while the named circuit breaker is open or half-open.", ["circuit"])
+
+
+def breaker_changed(name: str, state: object) -> None:
+    """A circuit breaker's ``on_change``: the gauge reads 1 unless the breaker is closed."""
+    BREAKER_STATE.labels(name).set(0 if str(state) == "closed" else 1)
+
+
 INTAKE = Counter("spot_intake_orders_total", "Orders accepted by intake.", ["market"])

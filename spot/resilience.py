@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +44,6 @@ def is_transient(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover - mysqlclient is a requirement
         return False
     return isinstance(exc, MySQLdb.OperationalError | MySQLdb.InterfaceError)
-
-
-def is_database_error(exc: BaseException) -> bool:
-    try:
-        import MySQLdb
-    except ImportError:  # pragma: no cover
-        return isinstance(exc, DatabaseError)
-    return isinstance(exc, DatabaseError | MySQLdb.Error)
 
 
 @dataclass(frozen=True)

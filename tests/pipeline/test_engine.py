@@ -144,3 +144,33 @@ def test_a_batch_that_cannot_be_written_is_split_and_only_the_entry_at_fault_is_
     assert statuses[bystander.id] == "pending"
     assert statuses[bid.id] == "new"  # dead-lettered: still holding its funds until an operator acts
     assert Balance.objects.get(user=buyer, asset="usdt").held == Decimal("50")
+
+
+def test_each_slice_reports_the_entries_still_waiting_in_the_queue_depth_gauge(engine, redis_client):
+    from prometheus_client import REGISTRY
+
+    from matching.queue import RedisStreamOrderQueue
+
+    RedisStreamOrderQueue(redis_client, engine.market).push_many(
+        [(f'{{"op":"cancel","id":{n + 1}}}', None) for n in range(120)]
+    )
+
+    engine.drain(max_seconds=0)  # one batch of 50, then the slice ends
+
+    assert REGISTRY.get_sample_value("spot_queue_depth", {"market": engine.market}) == 70
+
+
+def test_a_selling_taker_pays_the_taker_rate_in_quote_and_the_resting_buyer_the_maker_rate_in_base(
+    engine, traders, market
+):
+    buyer, seller = traders[0], traders[1]
+    order_place(user=buyer, market=market, side="buy", order_type="limit", quantity="1", price="200.00")
+    order_place(user=seller, market=market, side="sell", order_type="limit", quantity="1", price="199.00")
+
+    drain_all(engine)
+
+    # Trade at the maker's 200: the seller receives 200 USDT less 0.2 %, the buyer 1 BTC less 0.1 %.
+    assert Balance.objects.get(user=seller, asset="usdt").total == Decimal("1000000") + Decimal("199.6")
+    assert Balance.objects.get(user=buyer, asset="btc").total == Decimal("100") + Decimal("0.999")
+    fees = Balance.objects.filter(user__username="fees")
+    assert {b.asset: b.total for b in fees} == {"btc": Decimal("0.001"), "usdt": Decimal("0.4")}

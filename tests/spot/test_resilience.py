@@ -116,3 +116,23 @@ def test_errors_that_are_not_transient_do_not_count():
             breaker.call(bug)
 
     assert breaker.state is BreakerState.CLOSED
+
+
+def test_the_breaker_state_gauge_reads_1_while_open_or_half_open_and_0_once_closed():
+    from prometheus_client import REGISTRY
+
+    from spot.metrics import breaker_changed
+
+    clock = Clock()
+    breaker = CircuitBreaker("gauge-test", clock=clock, on_change=breaker_changed)
+
+    def gauge() -> float | None:
+        return REGISTRY.get_sample_value("spot_circuit_open", {"circuit": "gauge-test"})
+
+    for _ in range(5):
+        _fail(breaker)
+    assert gauge() == 1
+    clock.now += 30
+    for _ in range(3):
+        breaker.call(lambda: None)
+    assert gauge() == 0
