@@ -19,11 +19,12 @@ from matching.commands import CancelCommand, encode
 from matching.queue import RedisStreamOrderQueue
 from orders.models import Market
 from orders.services import OrderRequest, order_command, order_place_many
+from spot import keys
 
 
 def publish_reference(client: redis.Redis, market: Market, price: Decimal) -> None:
     """Publish a top of book so intake can price market buys before the matcher has published one."""
-    client.set(f"book:{market.code}", json.dumps({"market": market.code, "bids": [], "asks": [[str(price), "1"]]}))
+    client.set(keys.book(market.code), json.dumps({"market": market.code, "bids": [], "asks": [[str(price), "1"]]}))
 
 
 def accept(

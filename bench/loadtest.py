@@ -15,9 +15,7 @@ import math
 import os
 import platform
 import secrets
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,16 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 
 from bench import feed, workload
+from bench.processes import Worker, wait_for
 from matching.queue import RedisStreamOrderQueue
-from matching.service import queue_for
-from orders import audit
+from matching.worker.registry import queue_for
+from orders import invariants
 from orders.models import Balance, DeadLetter, Market, MatcherCheckpoint, Order, Trade
 from orders.services import balance_deposit
+from spot import keys
 from spot.redis import redis_client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,7 +130,7 @@ def drop_market(market: Market, user_ids: list[int]) -> None:
     coin, currency = market.coin, market.currency
     client = redis_client()
     order_ids = Order.objects.filter(coin=coin, currency=currency).values_list("id", flat=True)
-    _unlink(client, (f"order:{order_id}" for order_id in order_ids.iterator(chunk_size=10_000)))
+    _unlink(client, (keys.order(order_id) for order_id in order_ids.iterator(chunk_size=10_000)))
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM trades WHERE coin = %s AND currency = %s", [coin, currency])
         cursor.execute("DELETE FROM orders WHERE coin = %s AND currency = %s", [coin, currency])
@@ -154,81 +153,6 @@ def _unlink(client: redis.Redis, keys: Iterator[Any]) -> None:
         client.unlink(*batch)
 
 
-# -- worker processes --------------------------------------------------------------------------
-
-
-class Worker:
-    """A Celery worker process of this project on one queue (solo pool, one task at a time), with this
-    process's settings module and database; the loadtest and the process tests start matchers so."""
-
-    def __init__(
-        self,
-        queue: str,
-        extra_env: dict[str, str],
-        args: Sequence[str] = (),
-        *,
-        log_path: Path | None = None,
-        loglevel: str = "warning",
-        name: str | None = None,
-    ) -> None:
-        env = dict(os.environ)
-        env.update(
-            DJANGO_SETTINGS_MODULE=settings.SETTINGS_MODULE,  # the workers use this process's settings
-            MYSQL_DATABASE=settings.DATABASES["default"]["NAME"],
-            PYTHONUNBUFFERED="1",
-            **extra_env,
-        )
-        if log_path is None:
-            (ROOT / "var").mkdir(exist_ok=True)
-            log_path = ROOT / "var" / f"loadtest-{queue}.log"
-        self.log_path = log_path
-        self._log = open(self.log_path, "ab")
-        celery = str(Path(sys.executable).parent / "celery")
-        command = [celery, "-A", "spot", "worker", "-Q", queue, "-P", "solo", "-c", "1", "-l", loglevel]
-        command += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name or queue}@%h", *args]
-        self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def rss_mib(self) -> float:
-        """Resident memory of the worker process, from /proc."""
-        with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
-
-    def kill(self) -> None:
-        """kill -9: no shutdown handler runs; the market's lease stays until it expires."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-
-def wait_for(predicate: Any, timeout: float, what: str, worker: Worker | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if worker is not None and not worker.alive():
-            raise RuntimeError(f"the worker died while waiting for {what}; see {worker.log_path}")
-        time.sleep(0.01)
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 # -- the real pipeline -------------------------------------------------------------------------
 
 
@@ -246,7 +170,7 @@ def run_pipeline(
     with scratch_market(template, users, keep=keep) as scratch:
         market = scratch.market
         items, intake_seconds, totals = _accept(client, scratch, commands, mid)
-        stats_key = f"matcher:stats:{market.code}"
+        stats_key = keys.matcher_stats(market.code)
         queue = RedisStreamOrderQueue(client, market.code)
         if not rate:
             # Drain throughput: the whole stream waits before the matcher starts, so the feeder's speed
@@ -265,7 +189,7 @@ def run_pipeline(
             statements = int(client.hget(stats_key, "statements") or 0) - statements_before
         finally:
             worker.stop()
-        samples = [tuple(map(int, raw.split(b":"))) for raw in client.lrange(f"matcher:latency:{market.code}", 0, -1)]
+        samples = [tuple(map(int, raw.split(b":"))) for raw in client.lrange(keys.matcher_latency(market.code), 0, -1)]
         result = _result(samples, len(items), statements, rate, None if rate else started_ms)
         return _checked(result, market, items, totals, intake_seconds)
 
@@ -279,7 +203,7 @@ def _accept(
     feed.publish_reference(client, market, mid + 20 * market.tick_size)
     started = time.perf_counter()
     items = feed.accept(market, scratch.user_ids, commands)
-    return items, time.perf_counter() - started, audit.asset_totals([market.coin, market.currency])
+    return items, time.perf_counter() - started, invariants.asset_totals([market.coin, market.currency])
 
 
 def _checked(
@@ -288,7 +212,7 @@ def _checked(
     result.intake_seconds = intake
     result.trades = Trade.objects.filter(coin=market.coin, currency=market.currency).count()
     result.dead_lettered = DeadLetter.objects.filter(market=market.code).count()
-    result.problems = end_state_problems(market, [j for j, _ in items], totals)
+    result.problems = invariants.end_state(market, [j for j, _ in items], totals)
     result.invariants_ok = not result.problems
     return result
 
@@ -316,22 +240,6 @@ def _result(
         offered_rate=rate,
         samples=samples,
     )
-
-
-def end_state_problems(market: Market, stream_commands: list[str], totals: dict[str, Decimal]) -> list[str]:
-    """Every order in one final state, no duplicate trade, balances conserved, book not crossed and
-    equal to the replay's, trades equal to the replay's."""
-    problems = []
-    new = Order.objects.filter(coin=market.coin, currency=market.currency, status="new").count()
-    if new:
-        problems.append(f"{new} orders are still new")
-    problems += audit.audit_against_replay(market, stream_commands)
-    problems += audit.audit_book_against_replay(market, stream_commands)
-    problems += audit.audit_holds(market)
-    problems += audit.audit_book(market)
-    problems += audit.audit_trades(market)
-    problems += audit.audit_conservation(totals, audit.asset_totals([market.coin, market.currency]))
-    return problems
 
 
 # -- the naive pipeline ------------------------------------------------------------------------
@@ -379,7 +287,7 @@ def measure_rebuild(template: str, resting: int, *, keep: bool = False) -> dict[
         _insert_resting(market, scratch.user_ids, resting)
         fill_seconds = time.perf_counter() - started
         worker = Worker(queue_for(market.code), {})
-        stats_key = f"matcher:stats:{market.code}"
+        stats_key = keys.matcher_stats(market.code)
         launched = time.perf_counter()
         try:
             wait_for(lambda: client.hexists(stats_key, "rebuild_seconds"), 600, "the rebuild", worker)

@@ -11,10 +11,10 @@
   ``list.insert`` (O(n)); deliberately not a heap. The best order sits at the end of its list, so a
   fill that exhausts it is a ``pop()``.
 
-Matching rules and settlement arithmetic are the real engine's (``matching.engine``): integer ticks
-and lots, balances in base units of 1e-10, fees ``floor(amount x rate)`` in the asset received, the
-buyer pays quote at the trade price, every hold not consumed by fills released. So the end state
-passes the same audits (``orders.audit``) as the real pipeline's for the same command stream.
+Matching rules are the core's (price-time priority, integer ticks and lots), re-done on the array
+book; settlement is the engine's own module (``matching.worker.settlement``), called here per command
+as the engine calls it per batch. So the end state passes the same checks (``orders.invariants``) as
+the real pipeline's for the same command stream.
 
 Best configuration, and why:
 - Django's connection runs with autocommit off for the worker's life (``transaction.set_autocommit``),
@@ -47,7 +47,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN
+from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
@@ -57,10 +57,24 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from matching.commands import CancelCommand, MalformedCommand, PlaceCommand, decode
-from matching.core import InvalidOrder, OrderType, Side, TimeInForce, floor_units, from_units, to_units
-from matching.engine import BASE, MarketSpec
-from matching.service import fee_account_id
-from orders.models import Balance, Market, Order, OrderStatus, Trade
+from matching.core import (
+    CancelResult,
+    InvalidOrder,
+    OrderType,
+    PlaceResult,
+    Side,
+    TimeInForce,
+    Trade,
+    floor_units,
+    to_units,
+)
+from matching.core import OrderStatus as CoreStatus
+from matching.worker.errors import MissingBalance
+from matching.worker.settlement import BASE, MarketSpec, OrderState, Settlement
+from orders.models import Balance, Market, Order, OrderStatus
+from orders.models import Trade as TradeRecord
+from orders.services import fee_account_id
+from spot import keys
 from spot.celery import app
 from spot.redis import redis_client
 from spot.resilience import RetryPolicy, is_transient
@@ -86,21 +100,6 @@ def queue_name(market_code: str) -> str:
     return f"naive_{market_code}"
 
 
-def latency_key(market_code: str) -> str:
-    """Redis list of ``"<sent ms>:<latency ms>"`` per command, in commit order (the engine's format)."""
-    return f"naive:latency:{market_code}"
-
-
-def stats_key(market_code: str) -> str:
-    """Redis hash: commands, trades, failed, statements."""
-    return f"naive:stats:{market_code}"
-
-
-def ready_key(market_code: str) -> str:
-    """Set while a naive worker consumes the market's queue."""
-    return f"naive:ready:{market_code}"
-
-
 def worker_argv(market_code: str, *, celery: str = "celery", loglevel: str = "warning") -> list[str]:
     """The naive worker's whole command line for one market (``celery``: path to the executable)."""
     return [
@@ -114,7 +113,7 @@ def worker_argv(market_code: str, *, celery: str = "celery", loglevel: str = "wa
 
 
 class Resting:
-    """A resting order and what its row needs beyond price and quantity (as the engine's ledger):
+    """A resting order and what its row needs beyond price and quantity (as the engine's order states):
     lots filled, quote executed in tick-lots, fee charged in base units."""
 
     __slots__ = ("fee", "filled", "id", "price", "quantity", "quote", "seq", "side", "user")
@@ -219,10 +218,6 @@ class ArrayBook:
 
 
 # -- the matcher -----------------------------------------------------------------------------------
-
-
-class MissingBalance(Exception):
-    """A balance row a command settles into does not exist (intake creates them); rolled back."""
 
 
 class StatementCounter:
@@ -332,18 +327,13 @@ class NaiveMatcher:
             self._commit()  # processed before (a redelivered message): release the lock, change nothing
             return Handled(False)
         seq = self.last_seq + 1
-        now = timezone.now()
-        held = to_units(command.held, BASE, what="held")
+        effects = Settlement(spec, self.fee_account)
         try:
             quantity, price, budget = self._units(command)
         except InvalidOrder as exc:
-            reason = str(exc)[:200]
-            logger.warning("naive %s: order %s rejected: %s", spec.code, command.id, reason)
-            self._update_order(command.id, OrderStatus.REJECTED, 0, 0, 0, now, seq=seq, reason=reason)
-            moves: dict[tuple[int, str], list[int]] = {}
-            _move(moves, command.user, spec.currency if command.side is _BUY else spec.coin, 0, -held)
-            self._update_balances(moves, now)
-            self._commit()
+            logger.warning("naive %s: order %s rejected: %s", spec.code, command.id, exc)
+            effects.reject(command, seq, str(exc))
+            self._write(effects)
             self.last_seq = seq
             return Handled(True)
 
@@ -351,7 +341,7 @@ class NaiveMatcher:
         if command.type is OrderType.MARKET:
             tif = TimeInForce.IOC  # market orders never rest
         opposite = self.book.opposite(side)
-        fills: list[tuple[Resting, int]] = []
+        fills: list[Trade] = []
         remaining, notional = quantity, 0
         if tif is not TimeInForce.FOK or self._can_fill(opposite, side, price, quantity):
             for maker in reversed(opposite):  # best first
@@ -367,104 +357,56 @@ class NaiveMatcher:
                     budget -= fill * maker.price
                 remaining -= fill
                 notional += fill * maker.price
-                fills.append((maker, fill))
+                fills.append(
+                    Trade(
+                        command.id, maker.id, command.user, maker.user, side, maker.price, fill, maker.remaining - fill
+                    )
+                )
         filled = quantity - remaining
         rests = bool(remaining) and command.type is OrderType.LIMIT and tif is TimeInForce.GTC
         if not remaining:
-            status = OrderStatus.EXECUTED
+            status = CoreStatus.EXECUTED
         elif rests:
-            status = OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.PENDING
+            status = CoreStatus.PARTIALLY_FILLED if filled else CoreStatus.PENDING
         else:
-            status = OrderStatus.CANCELED
-
-        # Settle exactly as the engine does (matching.engine.MatchingEngine._placed).
-        coin, currency, fees = spec.coin, spec.currency, self.fee_account
-        lot_base, notional_base = spec.lot_base, spec.notional_base
-        maker_num, maker_den = spec.maker_fee
-        taker_num, taker_den = spec.taker_fee
-        taker_buys = side is _BUY
-        moves = {}
-        taker_fee = 0
-        makers_after: list[tuple[Resting, int, int, int]] = []  # (maker, filled, quote, fee) once committed
-        for maker, fill in fills:
-            qty_base = fill * lot_base
-            quote_base = maker.price * fill * notional_base
-            if taker_buys:
-                buyer, seller, buy_id, sell_id = command.user, maker.user, command.id, maker.id
-                buyer_fee = qty_base * taker_num // taker_den
-                seller_fee = quote_base * maker_num // maker_den
-                taker_fee += buyer_fee
-                maker_fee = seller_fee
-            else:
-                buyer, seller, buy_id, sell_id = maker.user, command.user, maker.id, command.id
-                buyer_fee = qty_base * maker_num // maker_den
-                seller_fee = quote_base * taker_num // taker_den
-                taker_fee += seller_fee
-                maker_fee = buyer_fee
-            _move(moves, buyer, coin, qty_base - buyer_fee, 0)
-            _move(moves, buyer, currency, -quote_base, -quote_base)
-            _move(moves, seller, coin, -qty_base, -qty_base)
-            _move(moves, seller, currency, quote_base - seller_fee, 0)
-            _move(moves, fees, coin, buyer_fee, 0)
-            _move(moves, fees, currency, seller_fee, 0)
-            after = (maker, maker.filled + fill, maker.quote + maker.price * fill, maker.fee + maker_fee)
-            makers_after.append(after)
-            maker_status = OrderStatus.EXECUTED if after[1] == maker.quantity else OrderStatus.PARTIALLY_FILLED
-            self._update_order(maker.id, maker_status, after[1], after[2], after[3], now)
-            Trade.objects.create(
-                coin=coin,
-                currency=currency,
-                buy_order_id=buy_id,
-                sell_order_id=sell_id,
-                taker_side=side.value,
-                price=from_units(maker.price, spec.tick_size),
-                quantity=from_units(fill, spec.lot_size),
-                buyer_fee=from_units(buyer_fee, BASE),
-                seller_fee=from_units(seller_fee, BASE),
-                created_at=now,
-            )
-        self._update_order(command.id, status, filled, notional, taker_fee, now, seq=seq)
-        # What the order held beyond what its fills consumed: a buy's price improvement, and all of the
-        # unfilled remainder once the order is finished.
-        if rests:
-            release = (price * filled - notional) * notional_base if taker_buys else 0  # type: ignore[operator]
-        elif taker_buys:
-            release = held - notional * notional_base
-        else:
-            release = held - filled * lot_base
-        if release:
-            _move(moves, command.user, currency if taker_buys else coin, 0, -release)
-        self._update_balances(moves, now)
-        self._commit()
+            status = CoreStatus.CANCELED
+        result = PlaceResult(command.id, status, filled, remaining if rests else 0, notional, seq, fills)
+        index = self.book.index
+        makers = {
+            t.maker_id: OrderState(index[t.maker_id].filled, index[t.maker_id].quote, index[t.maker_id].fee)
+            for t in fills
+        }
+        changed = effects.place(command, result, makers)  # the engine's settlement, the same rules
+        self._write(effects)
 
         # Committed: now the book may change.
         self.last_seq = seq
-        for maker, maker_filled, maker_quote, maker_fee in makers_after:
-            maker.filled, maker.quote, maker.fee = maker_filled, maker_quote, maker_fee
-            if maker_filled == maker.quantity:
-                assert opposite[-1] is maker, "an exhausted maker is always the best of its side"
-                opposite.pop()
-                del self.book.index[maker.id]
-        if rests:
-            assert price is not None
-            self.book.rest(Resting(command.id, command.user, side, price, quantity, seq, filled, notional, taker_fee))
+        for order_id, state in changed:
+            if order_id == command.id:
+                if state is not None:
+                    assert price is not None
+                    self.book.rest(
+                        Resting(
+                            command.id, command.user, side, price, quantity, seq, state.filled, state.quote, state.fee
+                        )
+                    )
+            elif state is None:
+                assert opposite[-1].id == order_id, "an exhausted maker is always the best of its side"
+                del index[opposite.pop().id]
+            else:
+                maker = index[order_id]
+                maker.filled, maker.quote, maker.fee = state.filled, state.quote, state.fee
         return Handled(True, len(fills))
 
     def _cancel(self, command: CancelCommand) -> Handled:
-        spec = self.spec
         order = self.book.index.get(command.id)
         if order is None or (command.user is not None and order.user != command.user):
             return Handled(False)  # not resting (or a forged user): nothing to write, as in the engine
         Order.objects.select_for_update().get(id=command.id)  # lock and read the order row
-        now = timezone.now()
-        self._update_order(order.id, OrderStatus.CANCELED, order.filled, order.quote, order.fee, now)
-        moves: dict[tuple[int, str], list[int]] = {}
-        if order.side is _BUY:
-            _move(moves, order.user, spec.currency, 0, -order.price * order.remaining * spec.notional_base)
-        else:
-            _move(moves, order.user, spec.coin, 0, -order.remaining * spec.lot_base)
-        self._update_balances(moves, now)
-        self._commit()
+        effects = Settlement(self.spec, self.fee_account)
+        canceled = CancelResult(order.id, order.user, order.side, order.price, order.filled, order.remaining)
+        effects.cancel(canceled, OrderState(order.filled, order.quote, order.fee))
+        self._write(effects)
         self.book.remove(order)
         return Handled(True)
 
@@ -507,49 +449,52 @@ class NaiveMatcher:
 
     # -- rows ----------------------------------------------------------------------------------
 
-    def _update_order(
-        self,
-        order_id: int,
-        status: str,
-        filled: int,
-        quote: int,
-        fee: int,
-        now: Any,
-        *,
-        seq: int | None = None,
-        reason: str | None = None,
-    ) -> None:
-        spec = self.spec
-        executed = filled * spec.lot_size
-        executed_quote = quote * spec.tick_size * spec.lot_size
-        values: dict[str, Any] = {
-            "status": status,
-            "executed_quantity": executed,
-            "executed_quote": executed_quote,
-            "average_price": (executed_quote / executed).quantize(BASE, rounding=ROUND_HALF_EVEN) if filled else None,
-            "fee": from_units(fee, BASE),
-            "updated_at": now,  # update() does not apply auto_now
-        }
-        if seq is not None:
-            values["seq"] = seq
-        if reason is not None:
-            values["reject_reason"] = reason
-        if Order.objects.filter(id=order_id).update(**values) != 1:
-            raise RuntimeError(f"order {order_id} does not exist")
+    # -- rows: one statement per row, then COMMIT -----------------------------------------------
 
-    def _update_balances(self, moves: dict[tuple[int, str], list[int]], now: Any) -> None:
-        """One relative UPDATE per balance row, in (user, asset) order as intake takes them (no deadlock);
-        the schema's CHECK constraints refuse a balance that would go negative."""
-        for (user, asset), (total, held) in sorted(moves.items()):
-            if not total and not held:
-                continue
+    def _write(self, effects: Settlement) -> None:
+        """Write one command's settled effects row by row, then commit: per trade an ``UPDATE`` of the
+        maker and an ``INSERT`` of the trade, the order's own ``UPDATE``, one ``UPDATE`` per balance
+        row in (user, asset) order (the schema's CHECK constraints refuse a negative balance)."""
+        now = timezone.now()
+        spec = self.spec
+        for row in effects.orders.values():
+            values: dict[str, Any] = {
+                "status": row.status,
+                "executed_quantity": row.executed_quantity,
+                "executed_quote": row.executed_quote,
+                "average_price": row.average_price,
+                "fee": row.fee,
+                "updated_at": now,  # update() does not apply auto_now
+            }
+            if row.seq is not None:
+                values["seq"] = row.seq
+            if row.reason is not None:
+                values["reject_reason"] = row.reason
+            if Order.objects.filter(id=row.id).update(**values) != 1:
+                raise RuntimeError(f"order {row.id} does not exist")
+        for trade in effects.trades:
+            TradeRecord.objects.create(
+                coin=spec.coin,
+                currency=spec.currency,
+                buy_order_id=trade.buy_order,
+                sell_order_id=trade.sell_order,
+                taker_side=trade.taker_side,
+                price=trade.price,
+                quantity=trade.quantity,
+                buyer_fee=trade.buyer_fee,
+                seller_fee=trade.seller_fee,
+                created_at=now,
+            )
+        for balance in effects.balance_rows():
             changes: dict[str, Any] = {"updated_at": now}
+            total, held = Decimal(balance.total), Decimal(balance.held)
             if total:
-                changes["total"] = F("total") + from_units(total, BASE)
+                changes["total"] = F("total") + total
             if held:
-                changes["held"] = F("held") + from_units(held, BASE)
-            if Balance.objects.filter(user_id=user, asset=asset).update(**changes) != 1:
-                raise MissingBalance(f"user {user} has no {asset} balance row")
+                changes["held"] = F("held") + held
+            if Balance.objects.filter(user_id=balance.user, asset=balance.asset).update(**changes) != 1:
+                raise MissingBalance(f"user {balance.user} has no {balance.asset} balance row")
+        self._commit()
 
     # -- transaction control (sent through the driver, so counted here) ------------------------
 
@@ -575,15 +520,6 @@ class NaiveMatcher:
     def _end_transaction(self) -> None:
         if not connection.get_autocommit():
             self._commit()
-
-
-def _move(moves: dict[tuple[int, str], list[int]], user: int, asset: str, total: int, held: int) -> None:
-    delta = moves.get((user, asset))
-    if delta is None:
-        moves[(user, asset)] = [total, held]
-    else:
-        delta[0] += total
-        delta[1] += held
 
 
 # -- the worker's side -----------------------------------------------------------------------------
@@ -650,13 +586,13 @@ def naive_match(self: Any, market_id: int, command_json: str, sent_at: float) ->
 def _announce(sender: object = None, **_: object) -> None:
     """A worker consuming naive queues says so (``ready``)."""
     for code in _served_markets():
-        redis_client().set(ready_key(code), os.getpid())
+        redis_client().set(keys.naive_ready(code), os.getpid())
 
 
 @signals.worker_shutdown.connect
 def _retire(**_: object) -> None:
     for code in _served_markets():
-        redis_client().delete(ready_key(code))
+        redis_client().delete(keys.naive_ready(code))
     forget_matchers()
 
 
@@ -693,8 +629,8 @@ def _record(
     """One Redis round trip per command: its latency sample and the counters."""
     pipe = redis_client().pipeline(transaction=False)
     if sample is not None:
-        pipe.rpush(latency_key(code), sample)
-    key = stats_key(code)
+        pipe.rpush(keys.naive_latency(code), sample)
+    key = keys.naive_stats(code)
     for name, amount in (("commands", commands), ("trades", trades), ("failed", failed), ("statements", statements)):
         if amount:
             pipe.hincrby(key, name, amount)
@@ -728,17 +664,17 @@ def send_naive(market: Market | str, stream_items: Sequence[tuple[str, int | Non
 
 def ready(market_code: str) -> bool:
     """Whether a naive worker consumes the market's queue."""
-    return bool(redis_client().exists(ready_key(market_code)))
+    return bool(redis_client().exists(keys.naive_ready(market_code)))
 
 
 def reset(market_code: str) -> None:
     """Forget the market's samples and counters (before a run on a market used before)."""
-    redis_client().delete(latency_key(market_code), stats_key(market_code))
+    redis_client().delete(keys.naive_latency(market_code), keys.naive_stats(market_code))
 
 
 def stats(market_code: str) -> dict[str, int]:
     """The market's counters: commands, trades, failed, statements (missing ones are 0)."""
-    raw = redis_client().hgetall(stats_key(market_code))
+    raw = redis_client().hgetall(keys.naive_stats(market_code))
     counters = {"commands": 0, "trades": 0, "failed": 0, "statements": 0}
     counters.update({k.decode(): int(v) for k, v in raw.items()})
     return counters
@@ -756,5 +692,5 @@ def statements(market_code: str) -> int:
 
 def samples(market_code: str) -> list[tuple[int, int]]:
     """``(sent ms, latency ms)`` per committed command, in commit order."""
-    raws = redis_client().lrange(latency_key(market_code), 0, -1)
+    raws = redis_client().lrange(keys.naive_latency(market_code), 0, -1)
     return [(int(sent), int(latency)) for sent, latency in (raw.split(b":") for raw in raws)]

@@ -10,6 +10,8 @@ import uuid
 
 import redis
 
+from spot import keys
+
 logger = logging.getLogger(__name__)
 
 _RENEW = """
@@ -31,13 +33,13 @@ class MarketLease:
 
     ``acquire()`` and ``renew()`` return whether this process owns the market. A stalled owner that
     wakes after losing the lease cannot write: each new owner bumps the market's epoch in the DB, and
-    a batch commits only under its own epoch (``matching.store``).
+    a batch commits only under its own epoch (``matching.worker.store``).
     """
 
     def __init__(self, client: redis.Redis, market: str, ttl_ms: int) -> None:
         self.client = client
         self.market = market
-        self.key = f"lease:{market}"
+        self.key = keys.lease(market)
         self.ttl_ms = ttl_ms
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._renewed_at = 0.0

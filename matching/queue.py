@@ -1,6 +1,7 @@
 """The order queue (FR-IF-001) and its Redis Stream implementation (FR-DS-003).
 
-One stream per market, ``orders:<market>``, read by the consumer group ``matching-engine-group``.
+One stream per market, ``orders:<market>``, read by the consumer group ``MATCHING_CONSUMER_GROUP``
+(``matching-engine-group``).
 Each entry has one field, ``c``: the command as JSON (``matching.commands``). Delivery counts come
 from the stream's pending entries list; the matcher decides when an entry is poison.
 """
@@ -13,14 +14,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
+from django.conf import settings
+
+from spot import keys
 
 logger = logging.getLogger(__name__)
 
-GROUP = "matching-engine-group"  # FR-DS-003
 CONSUMER = "matcher"  # one writer per market (lease), so one stable name: a restarted matcher owns
 # the pending entries of the one it replaces and reads them back with id "0".
 FIELD = b"c"
-ENQUEUED_MARKER_TTL_S = 7 * 24 * 3600  # as long as dead letters are kept (FR-RL-003)
 
 # Push a place command once per order: the marker and the entry live in the same Redis, so they
 # are lost together, and a re-push after a lost reply or by the sweeper cannot duplicate an order.
@@ -71,10 +73,6 @@ class OrderQueue(Protocol):
     def send_to_dlq(self, entry_id: str, data: bytes, reason: str) -> None: ...
 
 
-def stream_key(market: str) -> str:
-    return f"orders:{market}"
-
-
 def entry_key(entry_id: str | bytes) -> tuple[int, int]:
     """Sortable form of a stream id ``"<ms>-<seq>"``."""
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
@@ -101,7 +99,8 @@ class RedisStreamOrderQueue:
         self.client = client
         self.dead_letter_sink = dead_letter_sink
         self.market = market
-        self.key = stream_key(market)
+        self.key = keys.stream(market)
+        self.group = settings.MATCHING_CONSUMER_GROUP  # FR-DS-003
         self.consumer = consumer
         self._read_pending = True  # a new reader first takes back what its predecessor left
         self._push_once = client.register_script(_PUSH_ONCE)
@@ -112,18 +111,18 @@ class RedisStreamOrderQueue:
     def ensure_group(self) -> None:
         """Create the stream and its consumer group if missing (idempotent)."""
         try:
-            self.client.xgroup_create(self.key, GROUP, id="0", mkstream=True)
+            self.client.xgroup_create(self.key, self.group, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
     def push(self, command_json: str, *, order_id: int | None = None) -> str | None:
         """Append a command. With ``order_id``, at most once per order: returns None if it was already
-        pushed (within ``ENQUEUED_MARKER_TTL_S``)."""
+        pushed (within ``keys.ENQUEUED_MARKER_TTL_S``)."""
         if order_id is None:
             return self.client.xadd(self.key, {FIELD: command_json}).decode()
         result = self._push_once(
-            keys=[self.key, self.enqueued_key(order_id)], args=[command_json, ENQUEUED_MARKER_TTL_S]
+            keys=[self.key, self.enqueued_key(order_id)], args=[command_json, keys.ENQUEUED_MARKER_TTL_S]
         )
         return None if result is None else result.decode()
 
@@ -141,13 +140,13 @@ class RedisStreamOrderQueue:
             else:
                 self._push_once(
                     keys=[self.key, self.enqueued_key(order_id)],
-                    args=[command_json, ENQUEUED_MARKER_TTL_S],
+                    args=[command_json, keys.ENQUEUED_MARKER_TTL_S],
                     client=pipe,
                 )
         return [None if r is None else r.decode() for r in pipe.execute()[before:]]
 
     def enqueued_key(self, order_id: int) -> str:
-        return f"enqueued:{self.market}:{order_id}"
+        return keys.enqueued(self.market, order_id)
 
     # -- consumer side -------------------------------------------------------------------------
 
@@ -165,7 +164,7 @@ class RedisStreamOrderQueue:
 
     def ack(self, ids: list[str]) -> None:
         if ids:
-            self.client.xack(self.key, GROUP, *ids)
+            self.client.xack(self.key, self.group, *ids)
 
     def nack(self, ids: list[str]) -> None:
         """Leave entries pending; the next ``pop`` delivers them again (and counts the delivery)."""
@@ -181,12 +180,14 @@ class RedisStreamOrderQueue:
     def trim(self, acked_up_to: str, pipe: Any = None) -> None:
         """Drop entries older than ``acked_up_to`` (approximately, by whole stream nodes) and older than
         every pending entry. With ``pipe``, queued on it."""
-        self._trim_acked(keys=[self.key], args=[acked_up_to, GROUP], client=pipe or self.client)
+        self._trim_acked(keys=[self.key], args=[acked_up_to, self.group], client=pipe or self.client)
 
     def reclaim_idle(self, min_idle_ms: int, count: int = 100) -> int:
         """FR-DS-003: take over entries another consumer left pending for ``min_idle_ms``."""
         # With JUSTID, redis-py returns only the list of claimed ids (not the cursor triple).
-        claimed = self.client.xautoclaim(self.key, GROUP, self.consumer, min_idle_ms, "0-0", count=count, justid=True)
+        claimed = self.client.xautoclaim(
+            self.key, self.group, self.consumer, min_idle_ms, "0-0", count=count, justid=True
+        )
         if claimed:
             self._read_pending = True
         return len(claimed)
@@ -194,7 +195,7 @@ class RedisStreamOrderQueue:
     def depth(self) -> int:
         """Entries not yet delivered to the group (the lag), or the stream length if unknown."""
         for group in self.client.xinfo_groups(self.key):
-            if group["name"] in (GROUP, GROUP.encode()):
+            if group["name"] in (self.group, self.group.encode()):
                 lag = group.get("lag")
                 if lag is not None:
                     return int(lag)
@@ -205,12 +206,12 @@ class RedisStreamOrderQueue:
         if not self.client.exists(self.key):
             return False
         for group in self.client.xinfo_groups(self.key):
-            if group["name"] in (GROUP, GROUP.encode()):
+            if group["name"] in (self.group, self.group.encode()):
                 return int(group["pending"]) == 0 and group.get("lag") == 0
         return False
 
     def _read(self, start: str, count: int, block_ms: int | None) -> list[tuple[str, bytes]]:
-        reply = self.client.xreadgroup(GROUP, self.consumer, {self.key: start}, count=count, block=block_ms)
+        reply = self.client.xreadgroup(self.group, self.consumer, {self.key: start}, count=count, block=block_ms)
         if not reply:
             return []
         _, messages = reply[0]
@@ -221,7 +222,7 @@ class RedisStreamOrderQueue:
     def _with_delivery_counts(self, entries: list[tuple[str, bytes]]) -> list[Entry]:
         first, last = entries[0][0], entries[-1][0]
         details = self.client.xpending_range(
-            self.key, GROUP, min=first, max=last, count=len(entries), consumername=self.consumer
+            self.key, self.group, min=first, max=last, count=len(entries), consumername=self.consumer
         )
         counts = {d["message_id"].decode(): int(d["times_delivered"]) for d in details}
         return [Entry(i, d, counts.get(i, 1)) for i, d in entries]

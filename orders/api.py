@@ -26,10 +26,11 @@ from rest_framework.response import Response
 from rest_framework.utils.json import strict_constant
 from rest_framework.views import APIView
 
-from orders.models import OrderStatus, OrderType, Side, TimeInForce
+from matching.core import plain
+from orders.errors import InvalidInput
+from orders.models import OrderStatus, OrderType, Side, TimeInForce, choices
 from orders.selectors import (
     LIST_LIMIT_MAX,
-    amount_text,
     balance_list,
     book_get,
     market_list,
@@ -39,13 +40,8 @@ from orders.selectors import (
     trade_list,
 )
 from orders.services import OrderRequest, order_cancel, order_place, order_place_many
-from spot.errors import ApplicationError
 
 BATCH_MAX = 50  # orders per batch request; one transaction holds every order's funds
-
-
-class InvalidInput(ApplicationError):
-    """The request's fields fail the API's shape rules; ``errors`` names each one."""
 
 
 class ExactJSONParser(JSONParser):
@@ -75,15 +71,15 @@ class AmountField(serializers.Field):
     """Output: a decimal as a plain string without trailing zeros (``"0.5"``, ``"100"``)."""
 
     def to_representation(self, value: Decimal) -> str:
-        return amount_text(value)
+        return plain(value)
 
 
 class OrderInput(serializers.Serializer):
-    trade_type = serializers.ChoiceField(choices=Side.choices)
-    type = serializers.ChoiceField(choices=OrderType.choices)
+    trade_type = serializers.ChoiceField(choices=choices(Side))
+    type = serializers.ChoiceField(choices=choices(OrderType))
     quantity = _amount_input()
     price = _amount_input(required=False, allow_null=True)
-    time_in_force = serializers.ChoiceField(choices=TimeInForce.choices, default=TimeInForce.GTC)
+    time_in_force = serializers.ChoiceField(choices=choices(TimeInForce), default=TimeInForce.GTC)
 
 
 class PlaceInput(OrderInput):
@@ -97,7 +93,7 @@ class BatchInput(serializers.Serializer):
 
 class OrderListQuery(serializers.Serializer):
     market = serializers.CharField(max_length=33, required=False)
-    status = serializers.ChoiceField(choices=OrderStatus.choices, required=False)
+    status = serializers.ChoiceField(choices=choices(OrderStatus), required=False)
     limit = serializers.IntegerField(min_value=1, max_value=LIST_LIMIT_MAX, default=100)
 
 

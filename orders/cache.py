@@ -7,12 +7,14 @@ expired and the matcher wrote only what changed) is incomplete: readers go to th
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import redis
 from django.conf import settings
 
 from orders.models import Order
+from spot import keys
 
 MUTABLE_FIELDS = ("status", "executed_quantity", "executed_quote", "average_price", "fee", "updated_at")
 FIELDS = (
@@ -31,8 +33,21 @@ FIELDS = (
 )
 
 
-def cache_key(order_id: int) -> str:
-    return f"order:{order_id}"
+class OrderChange(Protocol):
+    """The matcher's new values of an order (``matching.worker.settlement.OrderRow`` has these)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def executed_quantity(self) -> str: ...
+    @property
+    def executed_quote(self) -> str: ...
+    @property
+    def average_price(self) -> str | None: ...
+    @property
+    def fee(self) -> str: ...
 
 
 def order_to_cache(order: Order) -> dict[str, str]:
@@ -61,7 +76,7 @@ def cache_orders(pipe: Any, orders: list[Order]) -> None:
     """Queue full writes of ``orders`` on a Redis pipeline (the caller executes it)."""
     ttl = settings.ORDER_CACHE_TTL
     for order in orders:
-        key = cache_key(order.id)
+        key = keys.order(order.id)
         pipe.hset(key, mapping=order_to_cache(order))
         pipe.expire(key, ttl)
 
@@ -87,19 +102,19 @@ class MutableWriter:
     def __init__(self, client: redis.Redis) -> None:
         self._script = client.register_script(_WRITE_MUTABLE)
 
-    def write(self, pipe: Any, rows: list[tuple[int, str, str, str, str, str]], stamp: str) -> None:
-        """``rows``: (order id, status, executed_quantity, executed_quote, average_price, fee)."""
+    def write(self, pipe: Any, rows: Sequence[OrderChange], stamp: str) -> None:
+        """Queue the new values of ``rows`` on ``pipe`` (or send them, given a client)."""
         if not rows:
             return
         args: list[object] = [settings.ORDER_CACHE_TTL, stamp]
-        for _, status, executed, quote, average, fee in rows:
-            args += (status, executed, quote, average, fee)
-        self._script(keys=[cache_key(row[0]) for row in rows], args=args, client=pipe)
+        for row in rows:
+            args += (row.status, row.executed_quantity, row.executed_quote, row.average_price or "", row.fee)
+        self._script(keys=[keys.order(row.id) for row in rows], args=args, client=pipe)
 
 
 def cached_order(client: redis.Redis, order_id: int) -> dict[str, str] | None:
     """The cached fields of an order, or None when absent or incomplete."""
-    raw = client.hgetall(cache_key(order_id))
+    raw = client.hgetall(keys.order(order_id))
     if not raw or b"user" not in raw:
         return None
     return {k.decode(): v.decode() for k, v in raw.items()}

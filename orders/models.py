@@ -8,47 +8,45 @@ bulk insert does not return generated ids.
 from __future__ import annotations
 
 from decimal import Decimal
+from enum import StrEnum
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
+# The project's one set of order enums lives in the pure core; the schema takes its choices from it.
+from matching.core import OPEN_STATUSES, RESTING_STATUSES, OrderStatus, OrderType, Side, TimeInForce
+
+__all__ = [
+    "OPEN_STATUSES",
+    "RESTING_STATUSES",
+    "Balance",
+    "DeadLetter",
+    "Market",
+    "MatcherCheckpoint",
+    "Order",
+    "OrderStatus",
+    "OrderType",
+    "Side",
+    "TimeInForce",
+    "Trade",
+]
+
+SIDES = frozenset(Side)
+ORDER_TYPES = frozenset(OrderType)
+TIMES_IN_FORCE = frozenset(TimeInForce)
+
+
+def choices(enum: type[StrEnum]) -> list[tuple[str, str]]:
+    """A field's choices from an enum, labelled as Django's ``TextChoices`` would label them."""
+    return [(member.value, member.name.replace("_", " ").title()) for member in enum]
+
 
 def amount_field(**kwargs: object) -> models.DecimalField:
     kwargs.setdefault("max_digits", 30)
     kwargs.setdefault("decimal_places", 10)
     return models.DecimalField(**kwargs)  # type: ignore[arg-type]
-
-
-class Side(models.TextChoices):
-    BUY = "buy"
-    SELL = "sell"
-
-
-class OrderType(models.TextChoices):
-    LIMIT = "limit"
-    MARKET = "market"
-
-
-class TimeInForce(models.TextChoices):
-    GTC = "gtc"
-    IOC = "ioc"
-    FOK = "fok"
-
-
-class OrderStatus(models.TextChoices):
-    NEW = "new"  # accepted and holding funds; the matcher has not seen it yet
-    PENDING = "pending"  # resting in the book, nothing filled
-    PARTIALLY_FILLED = "partially_filled"  # resting, some filled
-    EXECUTED = "executed"  # fully filled
-    CANCELED = "canceled"  # the unfilled remainder was canceled (by the user, ioc, fok or market)
-    REJECTED = "rejected"  # the matcher refused it (see reject_reason); nothing filled
-
-    @classmethod
-    def open(cls) -> tuple[str, ...]:
-        """Statuses that still hold funds."""
-        return (cls.NEW, cls.PENDING, cls.PARTIALLY_FILLED)
 
 
 class Market(models.Model):
@@ -95,11 +93,11 @@ class Order(models.Model):
     id = models.BigIntegerField(primary_key=True)
     # Indexed through idx_orders_user_currency_coin, whose first column serves the foreign key.
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_index=False, related_name="orders")
-    trade_type = models.CharField(max_length=4, choices=Side.choices)
+    trade_type = models.CharField(max_length=4, choices=choices(Side))
     currency = models.CharField(max_length=16)
     coin = models.CharField(max_length=16)
-    type = models.CharField(max_length=6, choices=OrderType.choices)
-    time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices, default=TimeInForce.GTC)
+    type = models.CharField(max_length=6, choices=choices(OrderType))
+    time_in_force = models.CharField(max_length=3, choices=choices(TimeInForce), default=TimeInForce.GTC)
     quantity = amount_field()
     price = amount_field(null=True, blank=True)  # none for market orders
     # What placing the order held: quote for a buy (price x quantity, or a market buy's budget), base
@@ -109,7 +107,7 @@ class Order(models.Model):
     executed_quote = amount_field(default=Decimal("0"))  # sum of price x quantity over its trades
     average_price = amount_field(null=True, blank=True)
     fee = amount_field(default=Decimal("0"))  # charged in the asset the order receives
-    status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.NEW)
+    status = models.CharField(max_length=16, choices=choices(OrderStatus), default=OrderStatus.NEW)
     reject_reason = models.CharField(max_length=200, blank=True, default="")
     # Per-market sequence given when the matcher first sees the order: fixes time priority, so a
     # book rebuilt from the DB orders equal prices exactly as the book in memory did.
@@ -145,7 +143,7 @@ class Order(models.Model):
 
     @property
     def is_open(self) -> bool:
-        return self.status in OrderStatus.open()
+        return self.status in OPEN_STATUSES
 
 
 class Trade(models.Model):
@@ -154,7 +152,7 @@ class Trade(models.Model):
     # Covered by uniq_trades_buy_sell, whose first column serves this foreign key.
     buy_order = models.ForeignKey(Order, on_delete=models.PROTECT, db_index=False, related_name="+")
     sell_order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="+")
-    taker_side = models.CharField(max_length=4, choices=Side.choices)
+    taker_side = models.CharField(max_length=4, choices=choices(Side))
     price = amount_field()
     quantity = amount_field()
     buyer_fee = amount_field()  # in coin, kept from what the buyer receives
@@ -215,7 +213,10 @@ class MatcherCheckpoint(models.Model):
 
 
 class DeadLetter(models.Model):
-    """A stream entry that failed ``MATCHING_MAX_DELIVERIES`` deliveries (FR-RL-003)."""
+    """A stream entry that failed ``MATCHING_MAX_DELIVERIES`` deliveries (FR-RL-003).
+
+    ``requeued_at`` is reserved for the manual requeue of a dead letter, which does not exist yet.
+    """
 
     market = models.CharField(max_length=32)
     entry_id = models.CharField(max_length=40)

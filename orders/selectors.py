@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime, timedelta
-from decimal import Context, Decimal
+from decimal import Decimal
 from typing import Any
 
 import redis
@@ -20,16 +20,16 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
-from orders.cache import cache_key, cached_order, order_to_cache
+from matching.core import plain
+from orders.cache import cached_order, order_to_cache
+from orders.errors import OrderNotFound, ServiceUnavailable
 from orders.models import Balance, Market, Order, Trade
-from orders.services import OrderNotFound, ServiceUnavailable
+from spot import keys
 from spot.redis import redis_client
 
 logger = logging.getLogger(__name__)
 
 LIST_LIMIT_MAX = 500  # a page of a user's orders or a market's trades; larger reads go to exports
-# Wider than any DecimalField(30, 10), so normalizing never rounds (the default context keeps 28 digits).
-_EXACT = Context(prec=60)
 AMOUNT_FIELDS = ("quantity", "executed_quantity", "executed_quote", "fee")
 OPTIONAL_AMOUNT_FIELDS = ("price", "average_price")
 
@@ -115,12 +115,6 @@ def trade_list(*, market_code: str, limit: int = 100) -> QuerySet[Trade]:
     return trades.order_by("-created_at", "-id")[: _capped(limit)]
 
 
-def amount_text(value: Decimal | str) -> str:
-    """A decimal as a plain string without exponent or trailing zeros: ``0.5000000000`` -> ``"0.5"``,
-    ``1E+2`` -> ``"100"``. Exact: the API's one form of an amount."""
-    return f"{Decimal(value).normalize(_EXACT):f}"
-
-
 # -- internals -------------------------------------------------------------------------------------
 
 
@@ -129,7 +123,7 @@ def _capped(limit: int) -> int:
 
 
 def _levels(levels: list[list[str]] | None) -> list[list[str]]:
-    return [[amount_text(price), amount_text(quantity)] for price, quantity in levels or []]
+    return [[plain(Decimal(price)), plain(Decimal(quantity))] for price, quantity in levels or []]
 
 
 def _refill(client: redis.Redis, order: Order) -> None:
@@ -140,7 +134,7 @@ def _refill(client: redis.Redis, order: Order) -> None:
     back, and for a finished order nothing would correct it before the TTL. HSETNX keeps the newer
     fields, and a later matcher write still overwrites ours. A Redis error is logged, not raised.
     """
-    key = cache_key(order.id)
+    key = keys.order(order.id)
     try:
         pipe = client.pipeline(transaction=False)
         for field, value in order_to_cache(order).items():
@@ -165,9 +159,9 @@ def _public(cached: dict[str, str]) -> dict[str, Any]:
         "updated_at": _timestamp(cached["updated_at"]),
     }
     for field in AMOUNT_FIELDS:
-        data[field] = amount_text(cached[field])
+        data[field] = plain(Decimal(cached[field]))
     for field in OPTIONAL_AMOUNT_FIELDS:
-        data[field] = amount_text(cached[field]) if cached[field] else None
+        data[field] = plain(Decimal(cached[field])) if cached[field] else None
     return data
 
 

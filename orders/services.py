@@ -19,53 +19,41 @@ from decimal import ROUND_CEILING, Decimal
 
 import redis
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
 
 from matching.commands import CancelCommand, PlaceCommand, encode
-from matching.core import OrderType as CoreOrderType
-from matching.core import Side as CoreSide
-from matching.core import TimeInForce as CoreTif
 from matching.queue import RedisStreamOrderQueue
 from orders.cache import cache_orders
+from orders.errors import (
+    InsufficientFunds,
+    MarketUnavailable,
+    OrderNotCancelable,
+    OrderNotFound,
+    OrderRejected,
+    ServiceUnavailable,
+)
 from orders.ids import allocator
-from orders.models import Balance, Market, Order, OrderStatus, OrderType, Side, TimeInForce
-from spot import metrics
+from orders.models import (
+    ORDER_TYPES,
+    SIDES,
+    TIMES_IN_FORCE,
+    Balance,
+    Market,
+    Order,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+)
+from spot import keys, metrics
 from spot.correlation import current as current_correlation_id
 from spot.correlation import new_correlation_id
-from spot.errors import ApplicationError
 from spot.redis import redis_client
 
 logger = logging.getLogger(__name__)
-
-
-class OrderRejected(ApplicationError):
-    """The order breaks a rule of its market or of the API; nothing was written."""
-
-
-class InsufficientFunds(ApplicationError):
-    status = 400
-
-
-class MarketUnavailable(ApplicationError):
-    status = 400
-
-
-class OrderNotCancelable(ApplicationError):
-    status = 409
-
-
-class OrderNotFound(ApplicationError):
-    """No such order for this user (another user's order is reported the same way)."""
-
-    status = 404
-
-
-class ServiceUnavailable(ApplicationError):
-    """A dependency (DB, Redis) is down; the request may be retried."""
-
-    status = 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +88,20 @@ def balance_deposit(*, user: AbstractBaseUser | int, asset: str, amount: Decimal
             "ON DUPLICATE KEY UPDATE total = total + VALUES(total), updated_at = VALUES(updated_at)",
             [user_id, asset, amount],
         )
+
+
+def fee_account_id(market: Market) -> int:
+    """The user collecting fees, with balance rows for the market's assets (created if missing)."""
+    user, _ = get_user_model().objects.get_or_create(
+        username=settings.FEE_ACCOUNT_USERNAME, defaults={"is_active": False}
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT IGNORE INTO balances (user_id, asset, total, held, updated_at) "
+            "VALUES (%s, %s, 0, 0, NOW(6)), (%s, %s, 0, 0, NOW(6))",
+            [user.pk, market.coin, user.pk, market.currency],
+        )
+    return int(user.pk)
 
 
 def order_place(
@@ -221,11 +223,11 @@ def order_command(order: Order, correlation_id: str) -> PlaceCommand:
     return PlaceCommand(
         id=order.id,
         user=order.user_id,
-        side=CoreSide(order.trade_type),
-        type=CoreOrderType(order.type),
+        side=Side(order.trade_type),
+        type=OrderType(order.type),
         quantity=order.quantity,
         price=order.price,
-        tif=CoreTif(order.time_in_force),
+        tif=TimeInForce(order.time_in_force),
         quote_budget=order.held if market_buy else None,
         held=order.held,
         market=order.market_code,
@@ -262,7 +264,7 @@ def _is_market_buy(request: OrderRequest) -> bool:
 def _market_buy_reference(market: Market) -> Decimal:
     """The best ask the matcher last published; a market buy's budget is derived from it."""
     try:
-        raw = redis_client().get(f"book:{market.code}")
+        raw = redis_client().get(keys.book(market.code))
     except redis.RedisError as exc:
         raise ServiceUnavailable("market data is unavailable; try again shortly") from exc
     asks = json.loads(raw)["asks"] if raw else []
@@ -279,11 +281,11 @@ def _multiple(value: Decimal, step: Decimal) -> bool:
 
 def _build(market: Market, request: OrderRequest, order_id: int, reference: Decimal | None) -> Order:
     side, kind, tif = request.side, request.type, request.time_in_force
-    if side not in Side.values:
+    if side not in SIDES:
         raise OrderRejected("trade_type must be buy or sell", field="trade_type")
-    if kind not in OrderType.values:
+    if kind not in ORDER_TYPES:
         raise OrderRejected("type must be limit or market", field="type")
-    if tif not in TimeInForce.values:
+    if tif not in TIMES_IN_FORCE:
         raise OrderRejected("time_in_force must be gtc, ioc or fok", field="time_in_force")
     quantity, price = request.quantity, request.price
     if quantity <= 0:
@@ -336,7 +338,7 @@ def _build(market: Market, request: OrderRequest, order_id: int, reference: Deci
     )
 
 
-# JSON rows first, STRAIGHT_JOIN: see matching.store for why the join order is forced.
+# JSON rows first, STRAIGHT_JOIN: see matching.worker.store for why the join order is forced.
 _HOLD = """
 UPDATE JSON_TABLE(%s, '$[*]' COLUMNS (
     user_id BIGINT PATH '$[0]', asset VARCHAR(16) PATH '$[1]', amount DECIMAL(30, 10) PATH '$[2]'
@@ -350,7 +352,7 @@ WHERE b.total - b.held >= v.amount
 def _hold(holds: dict[tuple[int, str], Decimal]) -> None:
     """Reserve funds; raises ``InsufficientFunds`` (rolling the transaction back) if any falls short.
 
-    Rows are taken in (user, asset) order, as the matcher takes them, so the two never deadlock.
+    Rows are taken in (user, asset) order, the order ``Settlement.balance_rows`` gives the matcher.
     """
     rows = [[user, asset, str(amount)] for (user, asset), amount in sorted(holds.items())]
     with connection.cursor() as cursor:

@@ -27,7 +27,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_prometheus",
     "orders",
-    "matching.apps.MatchingConfig",
+    "matching.worker.apps.MatcherWorkerConfig",
 ]
 
 MIDDLEWARE = [

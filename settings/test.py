@@ -7,5 +7,6 @@ REDIS_URL = env_str("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 MATCHING_REDIS_URL = REDIS_URL
 CACHES["default"]["LOCATION"] = REDIS_URL
 CELERY_BROKER_URL = env_str("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/10")
+INSTALLED_APPS = [*INSTALLED_APPS, "bench"]  # manage.py loadtest; never in production
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user factories
 MATCHING_LEASE_TTL_MS = 3_000  # a killed matcher's lease frees quickly in fault tests

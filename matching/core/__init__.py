@@ -7,6 +7,8 @@ integer lots inside (``matching.core.units`` converts at the edges).
 from matching.core.book import OrderBook
 from matching.core.errors import DuplicateOrder, InvalidOrder, MatchingError, UnitError, UnknownOrder
 from matching.core.model import (
+    OPEN_STATUSES,
+    RESTING_STATUSES,
     CancelResult,
     Order,
     OrderStatus,
@@ -16,9 +18,11 @@ from matching.core.model import (
     TimeInForce,
     Trade,
 )
-from matching.core.units import floor_units, from_units, plain, to_units
+from matching.core.units import floor_units, from_units, plain, to_units, units_text
 
 __all__ = [
+    "OPEN_STATUSES",
+    "RESTING_STATUSES",
     "CancelResult",
     "DuplicateOrder",
     "InvalidOrder",
@@ -37,4 +41,5 @@ __all__ = [
     "from_units",
     "plain",
     "to_units",
+    "units_text",
 ]

@@ -1,6 +1,7 @@
-"""Values of the matching core: enums, the resting order, and the results of commands.
+"""Values of the matching core: the order enums, the resting order, and the results of commands.
 
-Prices are integer ticks and quantities integer lots (see ``matching.core.units``).
+The enums are the project's one set: the schema (``orders.models``), the API, the codec and the
+engine all use these. Prices are integer ticks and quantities integer lots (see ``matching.core.units``).
 """
 
 from __future__ import annotations
@@ -27,12 +28,19 @@ class TimeInForce(StrEnum):
 
 
 class OrderStatus(StrEnum):
-    """Status of an order once a command is processed (the core never reports ``new``)."""
+    """An order's status. The core reports the four after ``NEW``; ``NEW`` is intake's (accepted,
+    holding funds, not yet matched) and ``REJECTED`` the engine's (the core refused its values)."""
 
+    NEW = "new"  # accepted and holding funds; the matcher has not seen it yet
     PENDING = "pending"  # resting, nothing filled
     PARTIALLY_FILLED = "partially_filled"  # resting, some filled
     EXECUTED = "executed"  # fully filled
-    CANCELED = "canceled"  # the unfilled remainder was canceled
+    CANCELED = "canceled"  # the unfilled remainder was canceled (by the user, ioc, fok or market)
+    REJECTED = "rejected"  # the matcher refused it (see the order's reject reason); nothing filled
+
+
+OPEN_STATUSES = (OrderStatus.NEW, OrderStatus.PENDING, OrderStatus.PARTIALLY_FILLED)  # they still hold funds
+RESTING_STATUSES = (OrderStatus.PENDING, OrderStatus.PARTIALLY_FILLED)  # in the book
 
 
 class Order:

@@ -65,3 +65,16 @@ def plain(value: Decimal) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text if text != "-0" else "0"
+
+
+def units_text(units: int, places: int = 10) -> str:
+    """``units`` of ``10**-places`` as ``plain`` writes the amount: ``units_text(15, 1)`` -> ``'1.5'``.
+
+    Integer arithmetic only (about five times cheaper than building the ``Decimal``): the form the
+    matcher's statements and the replay's events carry amounts in. Exact at any size.
+    """
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(units), 10**places)
+    if not frac:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{frac:0{places}d}".rstrip("0")

@@ -19,7 +19,7 @@ from django.db import connection
 
 from bench import feed, naive, workload
 from matching.core import Side
-from orders import audit
+from orders import invariants
 from orders.models import Order, OrderStatus, Trade
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,11 +47,11 @@ def _accept(market, traders, redis_client, count: int, seed: int) -> list[tuple[
 
 def _assert_end_state(market, commands: list[str], totals_before) -> None:
     assert not Order.objects.filter(coin=market.coin, currency=market.currency, status=OrderStatus.NEW).exists()
-    assert audit.audit_against_replay(market, commands) == []
-    assert audit.audit_holds(market) == []
-    assert audit.audit_book(market) == []
-    assert audit.audit_trades(market) == []
-    assert audit.audit_conservation(totals_before, audit.asset_totals([market.coin, market.currency])) == []
+    assert invariants.trades_against_replay(market, commands) == []
+    assert invariants.holds(market) == []
+    assert invariants.crossed_book(market) == []
+    assert invariants.duplicate_trades(market) == []
+    assert invariants.conservation(totals_before, invariants.asset_totals([market.coin, market.currency])) == []
 
 
 def test_the_array_book_keeps_price_time_priority_with_the_best_order_last():
@@ -74,7 +74,7 @@ def test_the_naive_matcher_ends_where_the_replay_does_and_its_book_equals_a_rebu
     market, traders, redis_client, in_process
 ):
     items = _accept(market, traders, redis_client, 1500, seed=11)
-    totals = audit.asset_totals(["btc", "usdt"])
+    totals = invariants.asset_totals(["btc", "usdt"])
     matcher = naive.NaiveMatcher.load(market.id, in_process)
 
     trades = sum(matcher.handle(command).trades for command, _ in items)
@@ -91,7 +91,7 @@ def test_the_naive_matcher_ends_where_the_replay_does_and_its_book_equals_a_rebu
 
 def test_a_redelivered_command_changes_nothing_the_second_time(market, traders, redis_client, in_process):
     items = _accept(market, traders, redis_client, 200, seed=12)
-    totals = audit.asset_totals(["btc", "usdt"])
+    totals = invariants.asset_totals(["btc", "usdt"])
     matcher = naive.NaiveMatcher.load(market.id, in_process)
     for command, _ in items:
         matcher.handle(command)
@@ -137,7 +137,7 @@ def test_a_solo_celery_worker_with_one_message_per_command_ends_where_the_replay
     market, traders, redis_client, tmp_path
 ):
     items = _accept(market, traders, redis_client, 600, seed=3)
-    totals = audit.asset_totals(["btc", "usdt"])
+    totals = invariants.asset_totals(["btc", "usdt"])
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()  # no stale messages from other tests
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="settings.test", PYTHONUNBUFFERED="1")
     env["MYSQL_DATABASE"] = settings.DATABASES["default"]["NAME"]  # the test database (test_spot)

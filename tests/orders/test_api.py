@@ -8,7 +8,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from bench.feed import publish_reference
-from matching import service
+from matching.worker import registry
 from orders.models import Balance, Order
 from orders.services import balance_deposit, order_sweep_unqueued
 from tests.factories import MarketFactory, OrderFactory, UserFactory
@@ -42,10 +42,10 @@ def api(trader) -> APIClient:
 @pytest.fixture
 def engine(market, trader) -> Iterator:
     """The market's matching engine in this process, started; drive it with ``_drain``."""
-    engine = service.engine_for(market.code)
+    engine = registry.engine_for(market.code)
     engine.start()
     yield engine
-    service.forget_engines()
+    registry.forget_engines()
 
 
 def _drain(engine) -> int:

@@ -7,10 +7,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from orders.cache import cache_key, cached_order
+from matching.core import plain
+from orders.cache import cached_order
+from orders.errors import ServiceUnavailable
 from orders.selectors import (
     OrderNotFound,
-    amount_text,
     balance_list,
     book_get,
     market_list,
@@ -18,7 +19,8 @@ from orders.selectors import (
     order_list,
     trade_list,
 )
-from orders.services import ServiceUnavailable, order_place
+from orders.services import order_place
+from spot import keys
 from tests.factories import BalanceFactory, MarketFactory, OrderFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -83,7 +85,7 @@ def test_a_cache_miss_reads_the_db_and_refills_the_cache(trader, market, redis_c
 
     assert len(miss) >= 1
     assert cached_order(redis_client, order.id)["user"] == str(trader.pk)
-    assert redis_client.ttl(cache_key(order.id)) > 3500
+    assert redis_client.ttl(keys.order(order.id)) > 3500
     assert len(hit) == 0
     assert again == data
     assert (data["quantity"], data["price"], data["status"]) == ("0.25", "99.5", "pending")
@@ -92,7 +94,7 @@ def test_a_cache_miss_reads_the_db_and_refills_the_cache(trader, market, redis_c
 def test_an_order_reads_the_same_from_the_cache_and_from_the_db(trader, market, redis_client):
     order = _place(trader, market, quantity="0.1230", price="101.50")
     from_cache = order_get(user=trader, order_id=order.id)
-    redis_client.delete(cache_key(order.id))
+    redis_client.delete(keys.order(order.id))
 
     from_db = order_get(user=trader, order_id=order.id)
 
@@ -101,7 +103,7 @@ def test_an_order_reads_the_same_from_the_cache_and_from_the_db(trader, market, 
 
 def test_a_hash_the_matcher_wrote_after_expiry_is_incomplete_and_read_from_the_db(trader, market, redis_client):
     order = OrderFactory(user=trader, status="pending")
-    redis_client.hset(cache_key(order.id), mapping={"status": "pending", "executed_quantity": "0"})
+    redis_client.hset(keys.order(order.id), mapping={"status": "pending", "executed_quantity": "0"})
 
     with CaptureQueriesContext(connection) as queries:
         data = order_get(user=trader, order_id=order.id)
@@ -115,7 +117,7 @@ def test_a_refill_keeps_a_newer_status_the_matcher_wrote_meanwhile(trader, marke
     # The DB read saw the order pending; the matcher then committed its execution and wrote the
     # mutable fields through. The refill must not put "pending" back.
     order = OrderFactory(user=trader, status="pending")
-    redis_client.hset(cache_key(order.id), mapping={"status": "executed", "executed_quantity": "1"})
+    redis_client.hset(keys.order(order.id), mapping={"status": "executed", "executed_quantity": "1"})
 
     order_get(user=trader, order_id=order.id)
 
@@ -129,7 +131,7 @@ def test_another_users_order_is_not_found_whether_cached_or_not(trader, market, 
 
     with pytest.raises(OrderNotFound):
         order_get(user=stranger, order_id=order.id)
-    redis_client.delete(cache_key(order.id))
+    redis_client.delete(keys.order(order.id))
     with pytest.raises(OrderNotFound) as error:
         order_get(user=stranger, order_id=order.id)
 
@@ -251,4 +253,4 @@ def test_the_book_is_unavailable_when_redis_is_unreachable(settings):
     ],
 )
 def test_amounts_are_plain_exact_strings(value, text):
-    assert amount_text(Decimal(value)) == text
+    assert plain(Decimal(value)) == text

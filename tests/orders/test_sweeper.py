@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from matching.queue import stream_key
 from orders.models import Order
 from orders.services import OrderRequest, balance_deposit, order_place_many, order_sweep_unqueued
+from spot import keys
 from tests.factories import MarketFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +35,7 @@ def test_the_sweeper_pushes_new_orders_that_never_reached_their_stream(unqueued,
 
     assert order_sweep_unqueued(older_than_s=5) == 3
 
-    assert redis_client.xlen(stream_key(market.code)) == 3
+    assert redis_client.xlen(keys.stream(market.code)) == 3
 
 
 def test_sweeping_again_pushes_nothing_twice(unqueued, redis_client):
@@ -43,7 +43,7 @@ def test_sweeping_again_pushes_nothing_twice(unqueued, redis_client):
     order_sweep_unqueued(older_than_s=5)
 
     assert order_sweep_unqueued(older_than_s=5) == 0
-    assert redis_client.xlen(stream_key(market.code)) == 3
+    assert redis_client.xlen(keys.stream(market.code)) == 3
 
 
 def test_the_sweeper_leaves_young_new_orders_to_their_first_push(unqueued, redis_client):

@@ -10,17 +10,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.loadtest import Worker
-from matching import service
+from bench.processes import Worker
+from matching.worker import registry
 
 
 @pytest.fixture
 def engine(market, traders) -> Iterator:
     """The market's engine in this process, started (lease, epoch, book rebuilt)."""
-    engine = service.engine_for(market.code)
+    engine = registry.engine_for(market.code)
     engine.start()
     yield engine
-    service.forget_engines()
+    registry.forget_engines()
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def matchers(tmp_path, redis_client):
     yield Starter()
     for process in started:
         process.stop()
-    service.forget_engines()
+    registry.forget_engines()
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.1, message: str = "condition") -> None:

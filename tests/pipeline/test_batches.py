@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from bench import feed, workload
-from orders import audit
+from orders import invariants
 from orders.models import Order, OrderStatus
 from tests.conftest import drain_all
 
@@ -25,15 +25,15 @@ def stream(market, traders, redis_client):
 
 
 def test_the_pipeline_makes_the_same_trades_and_statuses_as_the_replay(engine, market, stream):
-    totals_before = audit.asset_totals(["btc", "usdt"])
+    totals_before = invariants.asset_totals(["btc", "usdt"])
 
     assert drain_all(engine) == len(stream)
 
-    assert audit.audit_against_replay(market, stream) == []
-    assert audit.audit_holds(market) == []
-    assert audit.audit_book(market) == []
-    assert audit.audit_trades(market) == []
-    assert audit.audit_conservation(totals_before, audit.asset_totals(["btc", "usdt"])) == []
+    assert invariants.trades_against_replay(market, stream) == []
+    assert invariants.holds(market) == []
+    assert invariants.crossed_book(market) == []
+    assert invariants.duplicate_trades(market) == []
+    assert invariants.conservation(totals_before, invariants.asset_totals(["btc", "usdt"])) == []
     assert not Order.objects.filter(status=OrderStatus.NEW).exists()
 
 

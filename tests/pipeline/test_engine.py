@@ -105,7 +105,7 @@ def test_the_matcher_writes_each_changed_order_through_to_the_cache_after_commit
 def test_entries_another_consumer_left_pending_are_reclaimed_and_matched(
     engine, traders, market, redis_client, settings
 ):
-    from matching.queue import GROUP, RedisStreamOrderQueue
+    from matching.queue import RedisStreamOrderQueue
 
     settings.MATCHING_RECLAIM_IDLE_MS = 50
     order = order_place(user=traders[0], market=market, side="buy", order_type="limit", quantity="0.1", price="10.00")
@@ -120,7 +120,7 @@ def test_entries_another_consumer_left_pending_are_reclaimed_and_matched(
 
     order.refresh_from_db()
     assert order.status == "pending"
-    assert redis_client.xpending(engine.queue.key, GROUP)["pending"] == 0
+    assert redis_client.xpending(engine.queue.key, engine.queue.group)["pending"] == 0
 
 
 def test_a_batch_that_cannot_be_written_is_split_and_only_the_entry_at_fault_is_dead_lettered(engine, traders, market):

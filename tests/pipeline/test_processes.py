@@ -11,7 +11,7 @@ import pytest
 
 from bench import feed, workload
 from matching.queue import RedisStreamOrderQueue
-from orders import audit
+from orders import invariants
 from orders.models import DeadLetter, Order, OrderStatus
 from tests.pipeline.conftest import stream_settled, wait_until
 
@@ -26,19 +26,19 @@ def _accept(market, traders, redis_client, count, seed):
 
 def _assert_end_state(market, commands, totals_before):
     assert not Order.objects.filter(status=OrderStatus.NEW).exists()
-    assert audit.audit_against_replay(market, commands) == []
-    assert audit.audit_book_against_replay(market, commands) == []
-    assert audit.audit_holds(market) == []
-    assert audit.audit_book(market) == []
-    assert audit.audit_trades(market) == []
-    assert audit.audit_conservation(totals_before, audit.asset_totals(["btc", "usdt"])) == []
+    assert invariants.trades_against_replay(market, commands) == []
+    assert invariants.book_against_replay(market, commands) == []
+    assert invariants.holds(market) == []
+    assert invariants.crossed_book(market) == []
+    assert invariants.duplicate_trades(market) == []
+    assert invariants.conservation(totals_before, invariants.asset_totals(["btc", "usdt"])) == []
 
 
 def test_a_matcher_worker_matches_a_stream_like_the_replay_with_one_celery_message_per_batch_or_fewer(
     market, traders, redis_client, matchers
 ):
     items = _accept(market, traders, redis_client, 2000, seed=3)
-    totals = audit.asset_totals(["btc", "usdt"])
+    totals = invariants.asset_totals(["btc", "usdt"])
     matchers.start()
 
     feed.push(redis_client, market, items, rate=4000)
@@ -56,7 +56,7 @@ def test_a_matcher_worker_matches_a_stream_like_the_replay_with_one_celery_messa
 
 def test_killing_the_matcher_at_random_moments_loses_and_duplicates_nothing(market, traders, redis_client, matchers):
     items = _accept(market, traders, redis_client, 4000, seed=5)
-    totals = audit.asset_totals(["btc", "usdt"])
+    totals = invariants.asset_totals(["btc", "usdt"])
     rng = random.Random(2026)
     matcher = matchers.start()
     pusher = threading.Thread(target=feed.push, args=(redis_client, market, items), kwargs={"rate": 1000})
@@ -80,7 +80,7 @@ def test_a_second_matcher_on_the_same_queue_stands_by_and_nothing_is_matched_twi
     market, traders, redis_client, matchers
 ):
     items = _accept(market, traders, redis_client, 1500, seed=8)
-    totals = audit.asset_totals(["btc", "usdt"])
+    totals = invariants.asset_totals(["btc", "usdt"])
     first = matchers.start()
     wait_until(lambda: redis_client.exists(f"lease:{market.code}"), 30, message="the first matcher's lease")
     second = matchers.start()
@@ -97,7 +97,7 @@ def test_bad_entries_end_in_the_dead_letter_queue_after_three_deliveries_and_the
     market, traders, redis_client, matchers
 ):
     items = _accept(market, traders, redis_client, 600, seed=9)
-    totals = audit.asset_totals(["btc", "usdt"])
+    totals = invariants.asset_totals(["btc", "usdt"])
     queue = RedisStreamOrderQueue(redis_client, market.code)
     queue.ensure_group()
     half = len(items) // 2
@@ -126,7 +126,7 @@ def test_cutting_the_matchers_database_connections_mid_stream_loses_and_duplicat
     from django.db import connection
 
     items = _accept(market, traders, redis_client, 3000, seed=12)
-    totals = audit.asset_totals(["btc", "usdt"])
+    totals = invariants.asset_totals(["btc", "usdt"])
     matchers.start()
     wait_until(lambda: redis_client.exists(f"lease:{market.code}"), 30, message="the matcher's lease")
     pusher = threading.Thread(target=feed.push, args=(redis_client, market, items), kwargs={"rate": 1500})
@@ -161,7 +161,7 @@ def test_while_the_database_is_unreachable_orders_wait_the_breaker_opens_and_mat
     from tests.pipeline.proxy import CuttableProxy
 
     items = _accept(market, traders, redis_client, 1200, seed=21)
-    totals = audit.asset_totals(["btc", "usdt"])
+    totals = invariants.asset_totals(["btc", "usdt"])
     proxy = CuttableProxy(int(settings.DATABASES["default"]["PORT"]))
     matcher = matchers.start(env={"MYSQL_PORT": str(proxy.port)})  # its only way to the database
     queue = RedisStreamOrderQueue(redis_client, market.code)
@@ -195,7 +195,7 @@ def test_while_redis_is_unreachable_for_the_matcher_nothing_is_acked_or_lost_and
     from tests.pipeline.proxy import CuttableProxy
 
     items = _accept(market, traders, redis_client, 1200, seed=22)
-    totals = audit.asset_totals(["btc", "usdt"])
+    totals = invariants.asset_totals(["btc", "usdt"])
     url = settings.MATCHING_REDIS_URL
     proxy = CuttableProxy(int(url.rsplit(":", 1)[1].split("/")[0]))
     db = url.rsplit("/", 1)[1]

@@ -19,13 +19,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import MySQLdb
 import MySQLdb.cursors
 from django.conf import settings
+
+from matching.worker.batch import Batch
+from matching.worker.errors import BatchRejected, Fenced, MissingBalance
 
 logger = logging.getLogger(__name__)
 
@@ -86,28 +88,19 @@ SET b.total = b.total + v.total, b.held = b.held + v.held, b.updated_at = NOW(6)
 """
 
 
-class Fenced(Exception):
-    """The market's epoch moved on: another matcher owns it now. Nothing was written."""
+class OpenOrder(NamedTuple):
+    """A resting order as the book needs it, amounts already in integer units."""
 
+    id: int
+    user_id: int
+    side: str
+    price: int  # ticks
+    quantity: int  # lots
+    filled: int  # lots executed
+    quote: int  # executed quote in tick-lots
+    fee: int  # base units (1e-10)
+    seq: int
 
-class MissingBalance(Exception):
-    """A balance row the batch settles does not exist (intake creates them); nothing was written."""
-
-
-@dataclass(slots=True)
-class BatchWrite:
-    """What one batch changes, in the shape the statements take. Amounts are decimal strings."""
-
-    orders: list[list[Any]] = field(default_factory=list)
-    trades: list[list[Any]] = field(default_factory=list)
-    balances: list[list[Any]] = field(default_factory=list)
-    last_entry: str = "0-0"
-    last_seq: int = 0
-
-
-# A resting order as the book needs it, amounts already in integer units: (id, user_id, side, price in
-# ticks, quantity in lots, executed lots, executed quote in tick-lots, fee in 1e-10 units, seq).
-OpenOrderRow = tuple[int, int, str, int, int, int, int, int, int]
 
 _OPEN_ORDERS = """
 SELECT id, user_id, trade_type,
@@ -115,7 +108,7 @@ SELECT id, user_id, trade_type,
        CAST(executed_quantity / %(lot)s AS SIGNED), CAST(executed_quote / %(notional)s AS SIGNED),
        CAST(fee * 10000000000 AS SIGNED), COALESCE(seq, 0),
        MOD(price, %(tick)s) = 0 AND MOD(quantity, %(lot)s) = 0 AND MOD(executed_quantity, %(lot)s) = 0
-       AND MOD(executed_quote, %(notional)s) = 0
+       AND MOD(executed_quote, %(notional)s) = 0 AS on_grid
 FROM orders
 WHERE currency = %(currency)s AND coin = %(coin)s AND status IN ('pending', 'partially_filled')
 ORDER BY seq
@@ -217,7 +210,7 @@ class MatchStore:
             raise
         return int(epoch), str(last_entry), int(last_seq)
 
-    def open_orders(self, coin: str, currency: str, tick: Decimal, lot: Decimal) -> Iterator[OpenOrderRow]:
+    def open_orders(self, coin: str, currency: str, tick: Decimal, lot: Decimal) -> Iterator[OpenOrder]:
         """The market's resting orders in time priority (``seq``), amounts in integer units.
 
         Streamed (a server-side cursor, 10,000 rows a fetch) and converted by MariaDB, so a book of a
@@ -231,10 +224,10 @@ class MatchStore:
         try:
             cursor.execute(_OPEN_ORDERS, args)
             while rows := cursor.fetchmany(10_000):
-                for row in rows:
-                    if not row[9]:
-                        raise ValueError(f"order {row[0]}: an amount is off the market's tick or lot grid")
-                    yield row[:9]
+                for *fields, on_grid in rows:
+                    if not on_grid:
+                        raise ValueError(f"order {fields[0]}: an amount is off the market's tick or lot grid")
+                    yield OpenOrder._make(fields)
         except MySQLdb.OperationalError:
             self.close()
             raise
@@ -245,31 +238,36 @@ class MatchStore:
 
     # -- the batch -----------------------------------------------------------------------------
 
-    def write_batch(self, batch: BatchWrite, *, market_id: int, epoch: int, coin: str, currency: str) -> None:
-        """Write a batch in one transaction. Raises ``Fenced`` or ``MissingBalance`` (rolled back), or
-        the driver's error (rolled back, or connection dropped)."""
-        if not batch.orders:
+    def write_batch(self, batch: Batch, *, epoch: int) -> None:
+        """Write a batch's effects and its checkpoint in one transaction, under ``epoch``.
+
+        Raises ``Fenced``, ``BatchRejected`` or ``MissingBalance`` (rolled back), or the driver's error
+        (rolled back, or connection dropped). The rows serialize as JSON arrays (they are named tuples
+        in column order).
+        """
+        effects = batch.effects
+        if not effects:
             return  # nothing changed (only rejected cancels): no checkpoint needed to replay those
+        spec = effects.spec
+        orders = list(effects.orders.values())
         self._ensure()
         dumps = json.dumps
         try:
-            cursor = self._execute(
-                _UPDATE_ORDERS, [dumps(batch.orders), market_id, epoch, batch.last_entry, batch.last_seq]
-            )
-            if cursor.rowcount != len(batch.orders) + 1:
+            cursor = self._execute(_UPDATE_ORDERS, [dumps(orders), spec.id, epoch, batch.last_entry, batch.last_seq])
+            if cursor.rowcount != len(orders) + 1:
                 self._rollback()
                 if cursor.rowcount == 0:
-                    raise Fenced(f"market {market_id}: epoch {epoch} is no longer current")
-                raise RuntimeError(f"batch updated {cursor.rowcount - 1} of {len(batch.orders)} orders")
-            if batch.trades:
-                self._execute(_INSERT_TRADES, [coin, currency, dumps(batch.trades)])
-            if batch.balances:
-                cursor = self._execute(_UPDATE_BALANCES, [dumps(batch.balances)])
-                if cursor.rowcount != len(batch.balances):
+                    raise Fenced(f"market {spec.code}: epoch {epoch} is no longer current")
+                raise BatchRejected(f"batch updated {cursor.rowcount - 1} of {len(orders)} orders")
+            if effects.trades:
+                self._execute(_INSERT_TRADES, [spec.coin, spec.currency, dumps(effects.trades)])
+            if balances := effects.balance_rows():
+                cursor = self._execute(_UPDATE_BALANCES, [dumps(balances)])
+                if cursor.rowcount != len(balances):
                     self._rollback()
-                    raise MissingBalance(f"{len(batch.balances) - cursor.rowcount} balance rows are missing")
+                    raise MissingBalance(f"{len(balances) - cursor.rowcount} balance rows are missing")
             self._commit()
-        except (Fenced, MissingBalance):
+        except (Fenced, BatchRejected, MissingBalance):
             raise
         except BaseException:
             self._rollback()

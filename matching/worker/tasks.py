@@ -14,20 +14,20 @@ import logging
 from celery import signals
 from django.conf import settings
 
-from matching.engine import NotOwner
-from matching.service import (
-    beat,
+from matching.worker.errors import NotOwner
+from matching.worker.registry import (
     chain_is_current,
     engine_count,
     engine_for,
     forget_engines,
-    is_alive,
+    heartbeat_fresh,
     markets_for_queues,
     new_chain,
     queue_for,
+    record_heartbeat,
 )
 from orders.models import Market
-from orders.services import order_sweep_unqueued
+from spot import keys
 from spot.celery import app
 from spot.correlation import bind, new_correlation_id, unbind
 from spot.redis import redis_client
@@ -58,8 +58,8 @@ def drain(self, market: str, chain: str) -> int:  # type: ignore[no-untyped-def]
         # Inside the try: these touch Redis and the DB too, and an outage must retry the chain, not end it.
         if not chain_is_current(market, chain):
             return 0  # superseded: a newer chain drives this market
-        redis_client().hincrby(f"matcher:stats:{market}", "tasks", 1)
-        beat(market)
+        redis_client().hincrby(keys.matcher_stats(market), "tasks", 1)
+        record_heartbeat(market)
         handled = engine_for(market).drain(max_seconds=SLICE_S, block_ms=_idle_block_ms())
     except NotOwner as exc:
         logger.warning("%s", exc)
@@ -89,22 +89,10 @@ def ensure_matchers() -> int:
     """Beat: start a drain chain for every enabled market whose matcher shows no heartbeat."""
     started = 0
     for market in Market.objects.filter(enabled=True):
-        if not is_alive(market.code):
+        if not heartbeat_fresh(market.code):
             send_drain(market.code, new_chain(market.code))
             started += 1
     return started
-
-
-@app.task(bind=True, ignore_result=True, name="orders.sweep_unqueued")
-def sweep_unqueued(self) -> int:  # type: ignore[no-untyped-def]
-    """Beat: push `new` orders that never reached their stream (the order row is the outbox)."""
-    try:
-        return order_sweep_unqueued()
-    except Exception as exc:
-        policy = RetryPolicy.from_settings()  # FR-RL-002: 3 retries, then the next beat tries again
-        if not is_transient(exc) or self.request.retries >= policy.max_retries:
-            raise
-        raise self.retry(exc=exc, countdown=policy.delay(self.request.retries), max_retries=policy.max_retries) from exc
 
 
 @signals.worker_ready.connect

@@ -1,6 +1,8 @@
-"""End-state checks of a market (the architecture's invariants), for tests, the loadtest and operators.
+"""End-state checks of a market (the invariants in docs/architecture.md), for tests, the loadtest and
+operators.
 
-Each function returns a list of violations in words; an empty list means the check holds.
+Each check returns a list of violations in words; an empty list means it holds. ``end_state`` runs
+them all. Every check is shown to fail on a state built broken on purpose (tests/orders/test_invariants.py).
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ import io
 import json
 from collections import defaultdict
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Context, Decimal
 
 from django.db import connection
 from django.db.models import Count, Max, Min, Sum
 
 from matching import replay
-from orders.models import Balance, Market, Order, OrderStatus, Trade
+from matching.core import OPEN_STATUSES, RESTING_STATUSES
+from orders.models import Balance, Market, Order, OrderStatus, Side, Trade
 
 
 def asset_totals(assets: Iterable[str]) -> dict[str, Decimal]:
@@ -24,7 +27,7 @@ def asset_totals(assets: Iterable[str]) -> dict[str, Decimal]:
     return {row["asset"]: row["total"] or Decimal(0) for row in rows}
 
 
-def audit_holds(market: Market) -> list[str]:
+def holds(market: Market) -> list[str]:
     """``held`` of every balance in the market's assets equals what the user's open orders still need.
 
     A new order needs what it held; a resting buy needs price x unfilled quantity, a resting sell its
@@ -32,7 +35,7 @@ def audit_holds(market: Market) -> list[str]:
     loadtest, which use their own markets).
     """
     need: dict[tuple[int, str], Decimal] = defaultdict(Decimal)
-    open_orders = Order.objects.filter(coin=market.coin, currency=market.currency, status__in=OrderStatus.open())
+    open_orders = Order.objects.filter(coin=market.coin, currency=market.currency, status__in=OPEN_STATUSES)
     for order in open_orders.only("user_id", "trade_type", "status", "held", "price", "quantity", "executed_quantity"):
         if order.status == OrderStatus.NEW:
             amount = order.held
@@ -52,12 +55,16 @@ def audit_holds(market: Market) -> list[str]:
     return problems
 
 
-def audit_book(market: Market) -> list[str]:
+def lost_orders(market: Market) -> list[str]:
+    """Every accepted order reached a final or resting state: none is still ``new`` (never matched)."""
+    new = Order.objects.filter(coin=market.coin, currency=market.currency, status=OrderStatus.NEW).count()
+    return [f"{new} orders are still new"] if new else []
+
+
+def crossed_book(market: Market) -> list[str]:
     """The resting orders in the DB do not cross, and no order is left half-processed."""
     problems = []
-    resting = Order.objects.filter(
-        coin=market.coin, currency=market.currency, status__in=(OrderStatus.PENDING, OrderStatus.PARTIALLY_FILLED)
-    )
+    resting = Order.objects.filter(coin=market.coin, currency=market.currency, status__in=RESTING_STATUSES)
     best_bid = resting.filter(trade_type="buy").aggregate(p=Max("price"))["p"]
     best_ask = resting.filter(trade_type="sell").aggregate(p=Min("price"))["p"]
     if best_bid is not None and best_ask is not None and best_bid >= best_ask:
@@ -70,13 +77,16 @@ def audit_book(market: Market) -> list[str]:
     return problems
 
 
-def audit_trades(market: Market, fee_user_id: int | None = None) -> list[str]:
-    """No pair of orders traded twice; executed quantities add up; fees landed in the fee account."""
-    problems = []
+def duplicate_trades(market: Market) -> list[str]:
+    """No pair of orders traded twice (the schema refuses it too: uniq_trades_buy_sell)."""
     trades = Trade.objects.filter(coin=market.coin, currency=market.currency)
     dupes = trades.values("buy_order_id", "sell_order_id").annotate(n=Count("id")).filter(n__gt=1)
-    if dupes.exists():
-        problems.append(f"{dupes.count()} duplicate trades")
+    return [f"{dupes.count()} duplicate trades"] if dupes.exists() else []
+
+
+def executed_quantities(market: Market) -> list[str]:
+    """Each order's executed quantity is the sum of its trades' quantities."""
+    problems = []
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -98,7 +108,39 @@ def audit_trades(market: Market, fee_user_id: int | None = None) -> list[str]:
     return problems
 
 
-def audit_conservation(before: dict[str, Decimal], after: dict[str, Decimal]) -> list[str]:
+def fees(market: Market) -> list[str]:
+    """Every trade charged ``floor(amount x rate)`` in base units (1e-10) to each side, in the asset it
+    received, the taker at the taker rate and the maker at the maker rate; each order's ``fee`` is the
+    sum of what its trades charged it."""
+    problems = []
+    rates = {True: market.taker_fee_rate, False: market.maker_fee_rate}  # keyed by "is the taker"
+    charged: dict[int, Decimal] = defaultdict(Decimal)
+    for trade in Trade.objects.filter(coin=market.coin, currency=market.currency).order_by("id"):
+        buyer_rate, seller_rate = rates[trade.taker_side == Side.BUY], rates[trade.taker_side == Side.SELL]
+        buyer_fee = _floor_base(_EXACT.multiply(trade.quantity, buyer_rate))
+        seller_fee = _floor_base(_EXACT.multiply(_EXACT.multiply(trade.price, trade.quantity), seller_rate))
+        if (trade.buyer_fee, trade.seller_fee) != (buyer_fee, seller_fee):
+            problems.append(
+                f"trade {trade.id} charged fees {trade.buyer_fee} / {trade.seller_fee}, "
+                f"the rates give {buyer_fee} / {seller_fee}"
+            )
+        charged[trade.buy_order_id] += trade.buyer_fee
+        charged[trade.sell_order_id] += trade.seller_fee
+    orders = Order.objects.filter(coin=market.coin, currency=market.currency).exclude(fee=0, executed_quantity=0)
+    for order_id, fee in orders.values_list("id", "fee"):
+        if fee != charged.get(order_id, Decimal(0)):
+            problems.append(f"order {order_id} shows fee {fee}, its trades charged {charged.get(order_id, 0)}")
+    return problems[:10] + ([f"... and {len(problems) - 10} more fee problems"] if len(problems) > 10 else [])
+
+
+_EXACT = Context(prec=80)  # wider than any product of two DECIMAL(30, 10) amounts and a rate: never rounds
+
+
+def _floor_base(amount: Decimal) -> Decimal:
+    return amount.quantize(Decimal("1E-10"), rounding=ROUND_FLOOR, context=_EXACT)
+
+
+def conservation(before: dict[str, Decimal], after: dict[str, Decimal]) -> list[str]:
     """Per asset, balances plus fees (the fee account is a balance) did not change."""
     return [
         f"{asset}: total was {before.get(asset, 0)}, now {after.get(asset, 0)}"
@@ -116,7 +158,7 @@ def replay_events(stream_commands: Iterable[str]) -> list[dict]:
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
-def audit_against_replay(market: Market, stream_commands: list[str]) -> list[str]:
+def trades_against_replay(market: Market, stream_commands: list[str]) -> list[str]:
     """The market's trades and final order statuses equal the replay's of the same command stream."""
     events = replay_events(stream_commands)
     expected_trades = [
@@ -160,7 +202,7 @@ def audit_against_replay(market: Market, stream_commands: list[str]) -> list[str
     return problems
 
 
-def audit_book_against_replay(market: Market, stream_commands: list[str]) -> list[str]:
+def book_against_replay(market: Market, stream_commands: list[str]) -> list[str]:
     """The resting orders in the DB, aggregated by price, equal the replay's final book."""
     book = replay_events(stream_commands)[-1]
     expected = {side: [(Decimal(p), Decimal(q)) for p, q in book[side]] for side in ("bids", "asks")}
@@ -171,7 +213,7 @@ def audit_book_against_replay(market: Market, stream_commands: list[str]) -> lis
                 coin=market.coin,
                 currency=market.currency,
                 trade_type=trade_type,
-                status__in=(OrderStatus.PENDING, OrderStatus.PARTIALLY_FILLED),
+                status__in=RESTING_STATUSES,
             )
             .values("price")
             .annotate(quantity=Sum("quantity"), executed=Sum("executed_quantity"))
@@ -185,4 +227,21 @@ def audit_book_against_replay(market: Market, stream_commands: list[str]) -> lis
         )
         for side in ("bids", "asks")
         if actual[side] != expected[side]
+    ]
+
+
+def end_state(market: Market, stream_commands: list[str], totals_before: dict[str, Decimal]) -> list[str]:
+    """Every check of the market's end state after ``stream_commands`` went through a pipeline, with the
+    per-asset totals taken before it started."""
+    after = asset_totals([market.coin, market.currency])
+    return [
+        *lost_orders(market),
+        *trades_against_replay(market, stream_commands),
+        *book_against_replay(market, stream_commands),
+        *holds(market),
+        *crossed_book(market),
+        *duplicate_trades(market),
+        *executed_quantities(market),
+        *fees(market),
+        *conservation(totals_before, after),
     ]

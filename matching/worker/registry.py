@@ -1,4 +1,4 @@
-"""The matcher worker's side: which Celery queue serves a market, and this process's engines.
+"""This process's engines, which Celery queue serves a market, and the drain chains' bookkeeping.
 
 Markets route to ``match_<coin>`` by default (btc_usdt -> match_btc), or as ``MATCHING_QUEUES`` says,
 so ``celery -A spot worker -Q match_btc -P solo`` serves the BTC markets.
@@ -11,20 +11,17 @@ import time
 import uuid
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.db import connection
 
-from matching.engine import MarketSpec, MatchingEngine
+from matching.worker.engine import MatchingEngine
+from matching.worker.settlement import MarketSpec
 from orders.models import Market
+from orders.services import fee_account_id, market_by_code
+from spot import keys
 from spot.redis import redis_client
 
 logger = logging.getLogger(__name__)
 
 _engines: dict[str, MatchingEngine] = {}
-
-CHAIN_KEY = "matcher:chain:{market}"
-HEARTBEAT_KEY = "matcher:heartbeat:{market}"
-HEARTBEAT_TTL_S = 5
 
 
 def queue_for(market_code: str) -> str:
@@ -37,26 +34,11 @@ def markets_for_queues(queues: set[str]) -> list[str]:
     return [m.code for m in Market.objects.filter(enabled=True).order_by("id") if queue_for(m.code) in queues]
 
 
-def fee_account_id(market: Market) -> int:
-    """The user collecting fees, with balance rows for the market's assets (created if missing)."""
-    user, _ = get_user_model().objects.get_or_create(
-        username=settings.FEE_ACCOUNT_USERNAME, defaults={"is_active": False}
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT IGNORE INTO balances (user_id, asset, total, held, updated_at) "
-            "VALUES (%s, %s, 0, 0, NOW(6)), (%s, %s, 0, 0, NOW(6))",
-            [user.pk, market.coin, user.pk, market.currency],
-        )
-    return int(user.pk)
-
-
 def engine_for(market_code: str) -> MatchingEngine:
     """This process's engine for the market (built on first use; not started)."""
     engine = _engines.get(market_code)
     if engine is None:
-        coin, _, currency = market_code.partition("_")
-        market = Market.objects.get(coin=coin, currency=currency)
+        market = market_by_code(market_code)
         engine = MatchingEngine(
             MarketSpec.from_market(market), redis_client=redis_client(), fee_account_id=fee_account_id(market)
         )
@@ -82,18 +64,19 @@ def forget_engines() -> None:
 def new_chain(market_code: str) -> str:
     """Start a new drain chain for the market, superseding any other; returns its id."""
     chain = f"{int(time.time())}-{uuid.uuid4().hex[:8]}"
-    redis_client().set(CHAIN_KEY.format(market=market_code), chain)
+    redis_client().set(keys.chain(market_code), chain)
     return chain
 
 
 def chain_is_current(market_code: str, chain: str) -> bool:
-    current = redis_client().get(CHAIN_KEY.format(market=market_code))
+    current = redis_client().get(keys.chain(market_code))
     return current is not None and current.decode() == chain
 
 
-def beat(market_code: str) -> None:
-    redis_client().set(HEARTBEAT_KEY.format(market=market_code), "1", ex=HEARTBEAT_TTL_S)
+def record_heartbeat(market_code: str) -> None:
+    """The market's drain chain is alive; the watchdog starts a new one when this expires."""
+    redis_client().set(keys.heartbeat(market_code), "1", ex=keys.HEARTBEAT_TTL_S)
 
 
-def is_alive(market_code: str) -> bool:
-    return bool(redis_client().exists(HEARTBEAT_KEY.format(market=market_code)))
+def heartbeat_fresh(market_code: str) -> bool:
+    return bool(redis_client().exists(keys.heartbeat(market_code)))

@@ -1,0 +1,37 @@
+"""Errors of the orders domain, each with the HTTP status it answers (rendered by ``spot.errors``)."""
+
+from __future__ import annotations
+
+from spot.errors import ApplicationError
+
+
+class OrderRejected(ApplicationError):
+    """The order breaks a rule of its market or of the API; nothing was written."""
+
+
+class InsufficientFunds(ApplicationError):
+    status = 400
+
+
+class MarketUnavailable(ApplicationError):
+    status = 400
+
+
+class OrderNotCancelable(ApplicationError):
+    status = 409
+
+
+class OrderNotFound(ApplicationError):
+    """No such order for this user (another user's order is reported the same way)."""
+
+    status = 404
+
+
+class ServiceUnavailable(ApplicationError):
+    """A dependency (DB, Redis) is down; the request may be retried."""
+
+    status = 503
+
+
+class InvalidInput(ApplicationError):
+    """The request's fields fail the API's shape rules; ``errors`` names each one."""
