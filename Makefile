@@ -16,4 +16,4 @@ loadtest:       ## the pipeline benchmark against the naive pipeline (see docs/B
 	.venv/bin/python manage.py loadtest --orders 50000 --rate 0 --compare naive --json var/loadtest.json
 
 lint:
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy && .venv/bin/lint-imports

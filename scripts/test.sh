@@ -8,8 +8,10 @@ bash scripts/bootstrap.sh
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-echo "== mypy (matching core, commands, replay)"
+echo "== mypy (matching core, commands, matcher, replay, settlement)"
 .venv/bin/mypy
+echo "== import contracts (docs/architecture.md)"
+.venv/bin/lint-imports --no-cache
 echo "== pytest"
 DJANGO_SETTINGS_MODULE=settings.test .venv/bin/python -m pytest \
   --cov --cov-report=term --cov-report=xml "$@"
