@@ -18,7 +18,8 @@ from bench.workload import Cancel, Command, Place
 from matching.commands import CancelCommand, encode
 from matching.queue import RedisStreamOrderQueue
 from orders.models import Market
-from orders.services import OrderRequest, order_command, order_place_many
+from orders.outbox import order_command
+from orders.services import OrderRequest, order_place_many
 from spot import keys
 
 

@@ -33,8 +33,8 @@ from bench.processes import Worker, wait_for
 from matching.queue import RedisStreamOrderQueue
 from matching.worker.registry import queue_for
 from orders import invariants
+from orders.balances import balance_deposit
 from orders.models import Balance, DeadLetter, Market, MatcherCheckpoint, Order, Trade
-from orders.services import balance_deposit
 from spot import keys
 from spot.redis import redis_client
 

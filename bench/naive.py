@@ -71,9 +71,9 @@ from matching.core import (
 from matching.core import OrderStatus as CoreStatus
 from matching.worker.errors import MissingBalance
 from matching.worker.settlement import BASE, MarketSpec, OrderState, Settlement
+from orders.balances import fee_account_id
 from orders.models import Balance, Market, Order, OrderStatus
 from orders.models import Trade as TradeRecord
-from orders.services import fee_account_id
 from spot import keys
 from spot.celery import app
 from spot.redis import redis_client

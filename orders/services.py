@@ -1,11 +1,9 @@
-"""Writes of the orders domain: placing and canceling orders, funding balances, the outbox sweeper.
+"""Writes of the orders domain: placing and canceling orders.
 
 ``order_place_many`` is the one way an order is accepted: validate against the market, then ONE
 transaction {hold funds with a conditional update that cannot go negative; create the balance row of
 the asset the order will receive; insert the orders as ``new``}, then, after commit, push each order
-to its market's stream once. The order row is the outbox: ``order_sweep_unqueued`` pushes again any
-``new`` order that did not reach the stream, and the stream's push-once marker keeps that from ever
-making a duplicate.
+to its market's stream once (``orders.outbox``; balances and holds are ``orders.balances``).
 """
 
 from __future__ import annotations
@@ -14,21 +12,17 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import ROUND_CEILING, Decimal
 
 import redis
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import transaction
 
-from matching.commands import CancelCommand, PlaceCommand, encode
+from matching.commands import CancelCommand, encode
 from matching.queue import RedisStreamOrderQueue
-from orders.cache import cache_orders
+from orders.balances import balance_hold, balance_rows_ensure
 from orders.errors import (
-    InsufficientFunds,
     MarketUnavailable,
     OrderNotCancelable,
     OrderNotFound,
@@ -40,7 +34,6 @@ from orders.models import (
     ORDER_TYPES,
     SIDES,
     TIMES_IN_FORCE,
-    Balance,
     Market,
     Order,
     OrderStatus,
@@ -48,6 +41,7 @@ from orders.models import (
     Side,
     TimeInForce,
 )
+from orders.outbox import order_command, orders_push
 from spot import keys, metrics
 from spot.correlation import current as current_correlation_id
 from spot.correlation import new_correlation_id
@@ -75,33 +69,6 @@ def market_by_code(code: str) -> Market:
     if market is None:
         raise MarketUnavailable(f"unknown market {code!r}", field="market")
     return market
-
-
-def balance_deposit(*, user: AbstractBaseUser | int, asset: str, amount: Decimal) -> None:
-    """Credit ``amount`` of ``asset`` to the user (creating the balance row if needed)."""
-    if amount <= 0:
-        raise OrderRejected("a deposit must be positive", field="amount")
-    user_id = user if isinstance(user, int) else user.pk
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO balances (user_id, asset, total, held, updated_at) VALUES (%s, %s, %s, 0, NOW(6)) "
-            "ON DUPLICATE KEY UPDATE total = total + VALUES(total), updated_at = VALUES(updated_at)",
-            [user_id, asset, amount],
-        )
-
-
-def fee_account_id(market: Market) -> int:
-    """The user collecting fees, with balance rows for the market's assets (created if missing)."""
-    user, _ = get_user_model().objects.get_or_create(
-        username=settings.FEE_ACCOUNT_USERNAME, defaults={"is_active": False}
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT IGNORE INTO balances (user_id, asset, total, held, updated_at) "
-            "VALUES (%s, %s, 0, 0, NOW(6)), (%s, %s, 0, 0, NOW(6))",
-            [user.pk, market.coin, user.pk, market.currency],
-        )
-    return int(user.pk)
 
 
 def order_place(
@@ -154,12 +121,12 @@ def order_place_many(
         receives.add((order.user_id, gets))
 
     with transaction.atomic():
-        _hold(holds)
-        _ensure_balance_rows(receives)
+        balance_hold(holds)
+        balance_rows_ensure(receives)
         Order.objects.bulk_create(orders)
 
     if enqueue:
-        _push_after_commit(market, orders, correlation_id or _correlation_id())
+        orders_push(market, orders, correlation_id or _correlation_id())
     metrics.INTAKE.labels(market.code).inc(len(orders))
     return orders
 
@@ -188,51 +155,6 @@ def order_cancel(*, user: AbstractBaseUser, order_id: int, correlation_id: str |
     except redis.RedisError as exc:
         raise ServiceUnavailable("the order queue is unavailable; try the cancel again shortly") from exc
     return order
-
-
-def order_sweep_unqueued(*, older_than_s: float | None = None, limit: int = 1000) -> int:
-    """Push again ``new`` orders older than ``older_than_s`` that may not have reached their stream.
-
-    The push-once marker makes this safe while their first push is still waiting in the stream.
-    Returns how many were pushed now.
-    """
-    age = settings.ORDER_SWEEP_AFTER_S if older_than_s is None else older_than_s
-    cutoff = timezone.now() - timedelta(seconds=age)
-    stale = list(
-        Order.objects.filter(status=OrderStatus.NEW, updated_at__lt=cutoff).order_by("updated_at")[
-            :limit
-        ]  # idx_orders_status_updated
-    )
-    by_market: dict[str, list[Order]] = {}
-    for order in stale:
-        by_market.setdefault(order.market_code, []).append(order)
-    pushed = 0
-    for code, orders in by_market.items():
-        queue = RedisStreamOrderQueue(redis_client(), code)
-        queue.ensure_group()
-        results = queue.push_many([(encode(order_command(o, "")), o.id) for o in orders])
-        pushed += sum(1 for r in results if r is not None)
-    if pushed:
-        logger.warning("sweeper pushed %s orders that had not reached their stream", pushed)
-    return pushed
-
-
-def order_command(order: Order, correlation_id: str) -> PlaceCommand:
-    """The stream command for an accepted order (the one place an order row becomes a command)."""
-    market_buy = order.type == OrderType.MARKET and order.trade_type == Side.BUY
-    return PlaceCommand(
-        id=order.id,
-        user=order.user_id,
-        side=Side(order.trade_type),
-        type=OrderType(order.type),
-        quantity=order.quantity,
-        price=order.price,
-        tif=TimeInForce(order.time_in_force),
-        quote_budget=order.held if market_buy else None,
-        held=order.held,
-        market=order.market_code,
-        cid=correlation_id or None,
-    )
 
 
 # -- internals -------------------------------------------------------------------------------------
@@ -336,63 +258,3 @@ def _build(market: Market, request: OrderRequest, order_id: int, reference: Deci
         held=held,
         status=OrderStatus.NEW,
     )
-
-
-# JSON rows first, STRAIGHT_JOIN: see matching.worker.store for why the join order is forced.
-_HOLD = """
-UPDATE JSON_TABLE(%s, '$[*]' COLUMNS (
-    user_id BIGINT PATH '$[0]', asset VARCHAR(16) PATH '$[1]', amount DECIMAL(30, 10) PATH '$[2]'
-)) AS v
-STRAIGHT_JOIN balances AS b FORCE INDEX (uniq_balances_user_asset) ON b.user_id = v.user_id AND b.asset = v.asset
-SET b.held = b.held + v.amount, b.updated_at = NOW(6)
-WHERE b.total - b.held >= v.amount
-"""
-
-
-def _hold(holds: dict[tuple[int, str], Decimal]) -> None:
-    """Reserve funds; raises ``InsufficientFunds`` (rolling the transaction back) if any falls short.
-
-    Rows are taken in (user, asset) order, the order ``Settlement.balance_rows`` gives the matcher.
-    """
-    rows = [[user, asset, str(amount)] for (user, asset), amount in sorted(holds.items())]
-    with connection.cursor() as cursor:
-        cursor.execute(_HOLD, [json.dumps(rows)])
-        if cursor.rowcount == len(rows):
-            return
-    short = _first_short(holds)
-    raise InsufficientFunds(
-        f"insufficient {short[1]} balance" + (f" for user {short[0]}" if len(holds) > 1 else ""),
-        field="quantity",
-    )
-
-
-def _first_short(holds: dict[tuple[int, str], Decimal]) -> tuple[int, str]:
-    for (user, asset), amount in sorted(holds.items()):
-        balance = Balance.objects.filter(user_id=user, asset=asset).first()
-        if balance is None or balance.available < amount:
-            return user, asset
-    return next(iter(sorted(holds)))
-
-
-def _ensure_balance_rows(pairs: set[tuple[int, str]]) -> None:
-    """The matcher settles into existing rows only; create the ones an order will receive into."""
-    if not pairs:
-        return
-    placeholders = ", ".join(["(%s, %s, 0, 0, NOW(6))"] * len(pairs))
-    args = [value for pair in sorted(pairs) for value in pair]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT IGNORE INTO balances (user_id, asset, total, held, updated_at) VALUES {placeholders}", args
-        )
-
-
-def _push_after_commit(market: Market, orders: list[Order], cid: str) -> None:
-    """Push to the stream and fill the cache in one round trip; a Redis failure is logged, not raised:
-    the orders are accepted and the sweeper pushes them later."""
-    try:
-        queue = RedisStreamOrderQueue(redis_client(), market.code)
-        pipe = redis_client().pipeline(transaction=False)
-        cache_orders(pipe, orders)
-        queue.push_many([(encode(order_command(order, cid)), order.id) for order in orders], pipe=pipe)
-    except redis.RedisError:
-        logger.exception("could not push %s orders of %s; the sweeper will", len(orders), market.code)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orders.services import order_sweep_unqueued
+from orders.outbox import order_sweep_unqueued
 from spot.celery import app
 from spot.resilience import RetryPolicy, is_transient
 

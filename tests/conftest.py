@@ -31,7 +31,7 @@ def market(redis_client):
 @pytest.fixture
 def traders(market) -> list:
     """Six users with 1,000,000 USDT and 100 BTC each."""
-    from orders.services import balance_deposit
+    from orders.balances import balance_deposit
     from tests.factories import UserFactory
 
     users = [UserFactory() for _ in range(6)]

@@ -14,8 +14,9 @@ from django.conf import settings
 
 from matching.worker.engine import MatchingEngine
 from matching.worker.settlement import MarketSpec
+from orders.balances import fee_account_id
 from orders.models import Market
-from orders.services import fee_account_id, market_by_code
+from orders.services import market_by_code
 from spot import keys
 from spot.redis import redis_client
 

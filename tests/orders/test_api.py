@@ -9,8 +9,9 @@ from rest_framework.test import APIClient
 
 from bench.feed import publish_reference
 from matching.worker import registry
+from orders.balances import balance_deposit
 from orders.models import Balance, Order
-from orders.services import balance_deposit, order_sweep_unqueued
+from orders.outbox import order_sweep_unqueued
 from tests.factories import MarketFactory, OrderFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

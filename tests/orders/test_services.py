@@ -6,15 +6,10 @@ import pytest
 
 from bench.feed import publish_reference
 from orders.cache import cached_order
+from orders.errors import InsufficientFunds, OrderRejected
 from orders.models import Balance, Order
-from orders.services import (
-    InsufficientFunds,
-    OrderRejected,
-    OrderRequest,
-    order_place,
-    order_place_many,
-    order_sweep_unqueued,
-)
+from orders.outbox import order_sweep_unqueued
+from orders.services import OrderRequest, order_place, order_place_many
 from tests.factories import BalanceFactory, MarketFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

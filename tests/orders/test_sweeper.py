@@ -8,8 +8,10 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from orders.balances import balance_deposit
 from orders.models import Order
-from orders.services import OrderRequest, balance_deposit, order_place_many, order_sweep_unqueued
+from orders.outbox import order_sweep_unqueued
+from orders.services import OrderRequest, order_place_many
 from spot import keys
 from tests.factories import MarketFactory, UserFactory
 

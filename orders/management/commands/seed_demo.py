@@ -10,8 +10,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from orders.balances import balance_deposit
 from orders.models import Balance, Market
-from orders.services import balance_deposit
 
 MARKETS = [
     # coin, currency, tick, lot, min quantity, min notional
