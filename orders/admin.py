@@ -96,7 +96,7 @@ class BalanceAdmin(ReadOnlyAdmin):
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(ReadOnlyAdmin):
-    # Read-only for now; the reliability work adds the requeue action (FR-RL-003 manual reprocessing).
+    # Read-only: there is no requeue or discard action yet (FR-RL-003 manual reprocessing is not met).
     list_display = ("market", "entry_id", "reason", "correlation_id", "deliveries", "created_at", "requeued_at")
     list_filter = ("market",)
     search_fields = ("=entry_id", "=correlation_id")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from matching.core import InvalidOrder, UnitError, floor_units, from_units, plain, to_units
+from matching.core import InvalidOrder, UnitError, floor_units, from_units, plain, to_units, units_text
 
 D = Decimal
 
@@ -112,3 +112,22 @@ def test_from_units_and_to_units_round_trip(units: int, step: Decimal) -> None:
 )
 def test_plain_writes_no_exponent_and_no_trailing_zeros(value: Decimal, text: str) -> None:
     assert plain(value) == text
+
+
+@given(st.integers(min_value=-(10**31), max_value=10**31), st.integers(min_value=0, max_value=12))
+def test_units_text_writes_integer_units_as_plain_writes_their_decimal(units: int, places: int) -> None:
+    assert units_text(units, places) == plain(from_units(units, Decimal(f"1E-{places}")))
+
+
+@pytest.mark.parametrize(
+    ("units", "text"),
+    [
+        (0, "0"),
+        (15, "0.0000000015"),
+        (10**10, "1"),
+        (-25 * 10**9, "-2.5"),
+        (10**30 + 1, "100000000000000000000.0000000001"),
+    ],
+)
+def test_units_text_has_no_exponent_and_no_trailing_zeros(units: int, text: str) -> None:
+    assert units_text(units) == text
