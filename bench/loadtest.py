@@ -1,4 +1,4 @@
-"""The pipeline benchmark (``python manage.py loadtest``; contract: shared/contracts/benchmark.md).
+"""The pipeline benchmark (``python manage.py loadtest``; interface: docs/benchmark.md).
 
 Each run works on a scratch market with its own assets and users, created here and dropped at the
 end, so it can run against a development database while the demo runs. The real pipeline: orders are
@@ -45,7 +45,7 @@ BASE_FUNDING = Decimal("100000")
 
 @dataclass
 class RunResult:
-    """One pipeline's figures, in the contract's keys (plus what the plot and the table need)."""
+    """One pipeline's figures, in the JSON keys of docs/benchmark.md (plus what the plot and the table need)."""
 
     orders: int
     seconds: float

@@ -1,7 +1,7 @@
 """Apply typed commands to one market's book, converting decimals to the core's integer units.
 
 Shared by the replay CLI and the pipeline's engine, so both turn the same commands into the same
-trades by construction (invariant 4). Standard library only.
+trades by construction (INV-4, docs/requirements.md). Standard library only.
 """
 
 from __future__ import annotations

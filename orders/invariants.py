@@ -1,5 +1,5 @@
-"""End-state checks of a market (the invariants in docs/architecture.md), for tests, the loadtest and
-operators.
+"""End-state checks of a market (invariants INV-1 to INV-4, docs/requirements.md), for tests, the
+loadtest and operators.
 
 Each check returns a list of violations in words; an empty list means it holds. ``end_state`` runs
 them all. Every check is shown to fail on a state built broken on purpose (tests/orders/test_invariants.py).

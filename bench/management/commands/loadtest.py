@@ -1,6 +1,6 @@
 """``python manage.py loadtest``: the real pipeline against the naive one, side by side.
 
-Contract: shared/contracts/benchmark.md. The work is in ``bench.loadtest``; this command parses
+Interface: docs/benchmark.md. The work is in ``bench.loadtest``; this command parses
 options, runs, prints the table and writes the JSON and the plot.
 """
 
