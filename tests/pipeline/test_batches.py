@@ -57,3 +57,33 @@ def test_a_rebuilt_book_equals_the_book_in_memory(engine, market, stream):
 
     assert [(o.id, o.price, o.remaining, o.seq) for o in engine.matcher.book.orders()] == in_memory
     assert in_memory, "the workload leaves orders resting"
+
+
+def test_the_statements_the_store_counts_are_the_statements_the_server_received_on_its_connection(engine, stream):
+    # Asked on the store's own connection: SESSION status counts that session alone, whatever other
+    # connections (this test's, other tests') send meanwhile. Asked on the writer's thread, which owns
+    # the store while the engine runs (nothing is in flight between drains, so nothing else runs there).
+    conn = engine.store._conn
+    thread_id = conn.thread_id()
+
+    def questions() -> int:
+        cursor = conn.cursor()
+        cursor.execute("SHOW SESSION STATUS LIKE 'Questions'")
+        return int(cursor.fetchone()[1])
+
+    before_server, before_counted = engine.writer.call(questions), engine.store.statements
+    batches_before = engine.writer.batches
+    handled = drain_all(engine)
+    after_server, after_counted = engine.writer.call(questions), engine.store.statements
+    batches = engine.writer.batches - batches_before
+
+    assert engine.store._conn is conn and conn.thread_id() == thread_id, "one session throughout: no reconnect"
+    counted = after_counted - before_counted
+    # The server counts a statement as it starts it: the second SHOW is in the server's window (and not
+    # in the store's, which did not send it), the first is not. Each COMMIT is a statement to both: the
+    # driver's commit() sends the query "COMMIT".
+    assert after_server - before_server - 1 == counted
+    assert handled == len(stream)
+    # Every batch of this stream changes orders, trades and balances: UPDATE orders (with the checkpoint),
+    # INSERT trades, UPDATE balances, COMMIT.
+    assert (batches, counted) == (len(stream) // engine.batch_size, 4 * batches)
