@@ -1,10 +1,11 @@
 """The replay CLI, run as users run it: ``python -m matching.replay`` in a subprocess, from the repo root.
 
-The contract is ``shared/contracts/replay.md``.
+The interface is described in ``docs/replay.md``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import subprocess
@@ -15,9 +16,11 @@ from typing import Any
 
 import pytest
 
+from matching.replay import run
+
 REPO = Path(__file__).resolve().parents[2]
 
-# The contract's own examples, verbatim.
+# The examples of docs/replay.md, verbatim.
 PLACE_17 = '{"op":"place","id":17,"user":3,"side":"buy","type":"limit","price":"101.25","quantity":"0.5","tif":"gtc"}'
 PLACE_18 = '{"op":"place","id":18,"user":4,"side":"sell","type":"market","quantity":"0.2"}'
 CANCEL_17 = '{"op":"cancel","id":17}'
@@ -54,10 +57,10 @@ def lines(*commands: str) -> str:
     return "".join(command + "\n" for command in commands)
 
 
-# -- the contract's examples -----------------------------------------------------------------------
+# -- the documented examples -----------------------------------------------------------------------
 
 
-def test_it_replays_the_contracts_input_example() -> None:
+def test_it_replays_the_documented_input_example() -> None:
     assert events(lines(PLACE_17, PLACE_18, CANCEL_17)) == [
         {"event": "order", "id": 17, "status": "pending", "executed_quantity": "0"},
         {"event": "trade", "taker": 18, "maker": 17, "price": "101.25", "quantity": "0.2"},
@@ -67,7 +70,7 @@ def test_it_replays_the_contracts_input_example() -> None:
     ]
 
 
-def test_it_writes_the_contracts_output_example_byte_for_byte() -> None:
+def test_it_writes_the_documented_output_example_byte_for_byte() -> None:
     done = replay(lines(PLACE_17, PLACE_18, '{"op":"cancel","id":99}'))
 
     assert done.returncode == 0
@@ -111,6 +114,12 @@ def test_an_empty_input_gives_only_an_empty_book() -> None:
             b'{"op":"place","id":true,"user":1,"side":"sell","type":"market","quantity":"1"}', id="boolean id"
         ),
         pytest.param(b'{"op":"cancel","id":2.0}', id="float id"),
+        pytest.param(b'{"op":"cancel","id":NaN}', id="NaN literal id"),
+        pytest.param(b'{"op":"cancel","id":Infinity}', id="Infinity literal id"),
+        pytest.param(b'{"op":"place","id":2,"user":1,"side":"sell","type":"market","quantity":NaN}', id="NaN literal"),
+        pytest.param(b'{"op":"cancel","id":1e400}', id="number too large for a float"),
+        pytest.param(b"[" * 50_000 + b"]" * 50_000, id="nested too deep"),
+        pytest.param(b'\xef\xbb\xbf{"op":"cancel","id":2}', id="byte order mark"),
         pytest.param(b'{"op":"place","id":2,"user":1,"side":"long","type":"market","quantity":"1"}', id="unknown side"),
         pytest.param(b'{"op":"place","id":2,"user":1,"side":"sell","type":"stop","quantity":"1"}', id="unknown type"),
         pytest.param(
@@ -132,6 +141,7 @@ def test_an_empty_input_gives_only_an_empty_book() -> None:
             b'{"op":"place","id":2,"user":1,"side":"sell","type":"market","quantity":"1","cid":"\xff"}',
             id="not UTF-8",
         ),
+        pytest.param(b'{"op":"cancel","id":2,"cid":"\xed\xa0\x80"}', id="an encoded surrogate is not UTF-8"),
     ],
 )
 def test_a_malformed_line_exits_2_naming_its_line(line: bytes) -> None:
@@ -148,6 +158,20 @@ def test_a_malformed_line_exits_2_naming_its_line(line: bytes) -> None:
     assert [json.loads(event) for event in done.stdout.splitlines()] == [
         {"event": "order", "id": 1, "status": "pending", "executed_quantity": "0"}
     ]
+
+
+def test_the_events_before_a_malformed_line_are_all_written_in_order() -> None:
+    # more events than the replay collects before it writes them out
+    text = lines(*(place(order_id, "buy", "1", "100") for order_id in range(1, 10_001)), "{oops")
+
+    done = replay(text)
+
+    assert done.returncode == 2
+    assert done.stderr.decode().startswith("replay: line 10001:")
+    assert done.stdout == b"".join(
+        b'{"event":"order","id":%d,"status":"pending","executed_quantity":"0"}\n' % order_id
+        for order_id in range(1, 10_001)
+    )
 
 
 def test_the_line_number_counts_blank_lines() -> None:
@@ -303,6 +327,50 @@ def test_amounts_are_read_as_exact_decimals_and_written_plain() -> None:
     assert result[-1] == {"event": "book", "bids": [], "asks": [["100", "1"]]}
 
 
+def test_integers_beyond_64_bits_are_kept_exactly() -> None:
+    done = replay(lines('{"op":"cancel","id":99999999999999999999999}', '{"op":"cancel","id":18446744073709551616}'))
+
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert done.stdout.decode().splitlines()[:2] == [
+        '{"event":"reject","id":99999999999999999999999,"reason":"unknown order"}',
+        '{"event":"reject","id":18446744073709551616,"reason":"unknown order"}',
+    ]
+
+
+def test_a_malformed_line_is_worded_with_its_exact_values() -> None:
+    done = replay(b'{"op":"cancel","id":2,"market":18446744073709551616}\n')
+
+    assert done.returncode == 2
+    assert done.stderr == b'replay: line 1: "market" must be a string, not 18446744073709551616\n'
+
+
+def test_non_ascii_input_gives_ascii_events() -> None:
+    # Non-ASCII can only come in through ignored fields and amounts; Decimal reads other scripts'
+    # digits, and a reject's reason names the amount as Decimal writes it, in ASCII.
+    arabic_eleven_places = "\u0660.\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0661"
+    text = lines(
+        place(1, "sell", "\u0661", "\u0661\u0660\u0660", cid="\u00e9t\u00e9", market="\u2028"),
+        json.dumps(
+            {"op": "place", "id": 2, "side": "buy", "type": "limit", "price": "100", "quantity": "1", "cid": "é"},
+            ensure_ascii=False,
+        ),
+        place(3, "buy", arabic_eleven_places, "100", cid="\u00e9"),
+        cancel(3),
+    )
+
+    done = replay(text)
+
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert done.stdout.decode("ascii").splitlines() == [
+        '{"event":"order","id":1,"status":"pending","executed_quantity":"0"}',
+        '{"event":"trade","taker":2,"maker":1,"price":"100","quantity":"1"}',
+        '{"event":"order","id":2,"status":"executed","executed_quantity":"1"}',
+        '{"event":"reject","id":3,"reason":"quantity 1E-11 is not a multiple of 1E-10"}',
+        '{"event":"reject","id":3,"reason":"unknown order"}',
+        '{"event":"book","bids":[],"asks":[]}',
+    ]
+
+
 def test_orders_of_the_same_user_trade_with_each_other() -> None:
     result = events(lines(place(1, "sell", "1", "100", user=5), place(2, "buy", "1", "100", user=5)))
 
@@ -327,6 +395,22 @@ def random_commands(seed: int, count: int) -> str:
             price = str(Decimal(rng.randint(9_900, 10_100)).scaleb(-2))
             commands.append(place(order_id, side, quantity, price, tif=rng.choice(["gtc", "gtc", "ioc", "fok"])))
     return lines(*commands)
+
+
+def test_in_process_runs_take_text_or_bytes_and_write_what_the_cli_writes() -> None:
+    text = random_commands(seed=5, count=3_000) + "{oops\n"
+    cli = replay(text)
+
+    for stdin in (io.StringIO(text), io.BytesIO(text.encode())):
+        for stdout in (io.StringIO(), io.BytesIO()):
+            stderr = io.StringIO()
+
+            status = run(stdin, stdout, stderr)
+
+            written = stdout.getvalue()
+            assert (status, written if isinstance(written, bytes) else written.encode()) == (2, cli.stdout)
+            assert stderr.getvalue().encode() == cli.stderr
+            stdin.seek(0)
 
 
 def test_the_same_input_gives_the_same_output() -> None:
