@@ -41,6 +41,17 @@ def traders(market) -> list:
     return users
 
 
+@pytest.fixture
+def engine(market):
+    """The market's matching engine in this process, started (lease, epoch, book rebuilt)."""
+    from matching.worker import registry
+
+    engine = registry.engine_for(market.code)
+    engine.start()
+    yield engine
+    registry.forget_engines()
+
+
 def drain_all(engine) -> int:
     """Run an in-process engine's batches until its stream is empty; returns commands handled."""
     total = 0

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -8,7 +7,6 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from bench.feed import publish_reference
-from matching.worker import registry
 from orders.balances import balance_deposit
 from orders.models import Balance, Order
 from orders.outbox import order_sweep_unqueued
@@ -38,15 +36,6 @@ def api(trader) -> APIClient:
     client = APIClient()
     client.force_authenticate(trader)
     return client
-
-
-@pytest.fixture
-def engine(market, trader) -> Iterator:
-    """The market's matching engine in this process, started; drive it with ``_drain``."""
-    engine = registry.engine_for(market.code)
-    engine.start()
-    yield engine
-    registry.forget_engines()
 
 
 def _drain(engine) -> int:

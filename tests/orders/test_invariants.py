@@ -14,9 +14,7 @@ from django.db.models import F
 
 from bench import feed, workload
 from matching.core import RESTING_STATUSES
-from matching.worker import registry
 from matching.worker.batch import Batch
-from matching.worker.engine import MatchingEngine
 from orders import invariants
 from orders.models import Balance, Order, OrderStatus, Trade
 from orders.services import OrderRequest, order_place_many
@@ -32,15 +30,6 @@ class Settled:
     commands: list[str]  # the stream's command lines, as the replay reads them
     totals_before: dict[str, Decimal]  # per asset, before anything was matched
     batches: list[Batch]  # what the engine handed to its writer, in order
-
-
-@pytest.fixture
-def engine(market, traders) -> Iterator[MatchingEngine]:
-    """The market's engine in this process, started (as in tests/pipeline/conftest.py)."""
-    engine = registry.engine_for(market.code)
-    engine.start()
-    yield engine
-    registry.forget_engines()
 
 
 @pytest.fixture

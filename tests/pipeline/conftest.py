@@ -1,4 +1,5 @@
-"""Fixtures for the pipeline (the funded ``market`` and ``traders`` are in tests/conftest.py).
+"""Fixtures for the pipeline (the funded ``market``, ``traders`` and the in-process ``engine`` are in
+tests/conftest.py).
 
 Pipeline tests use ``transaction=True``: the matcher writes through its own connection (and, in the
 process tests, its own process), so the data it reads must be committed.
@@ -6,21 +7,10 @@ process tests, its own process), so the data it reads must be committed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from bench.processes import Worker
 from matching.worker import registry
-
-
-@pytest.fixture
-def engine(market, traders) -> Iterator:
-    """The market's engine in this process, started (lease, epoch, book rebuilt)."""
-    engine = registry.engine_for(market.code)
-    engine.start()
-    yield engine
-    registry.forget_engines()
 
 
 @pytest.fixture
