@@ -342,6 +342,7 @@ class NaiveMatcher:
             tif = TimeInForce.IOC  # market orders never rest
         opposite = self.book.opposite(side)
         fills: list[Trade] = []
+        makers: dict[int, OrderState] = {}  # each filled maker's state before this order
         remaining, notional = quantity, 0
         if tif is not TimeInForce.FOK or self._can_fill(opposite, side, price, quantity):
             for maker in reversed(opposite):  # best first
@@ -362,6 +363,7 @@ class NaiveMatcher:
                         command.id, maker.id, command.user, maker.user, side, maker.price, fill, maker.remaining - fill
                     )
                 )
+                makers[maker.id] = OrderState(maker.filled, maker.quote, maker.fee)
         filled = quantity - remaining
         rests = bool(remaining) and command.type is OrderType.LIMIT and tif is TimeInForce.GTC
         if not remaining:
@@ -372,10 +374,6 @@ class NaiveMatcher:
             status = CoreStatus.CANCELED
         result = PlaceResult(command.id, status, filled, remaining if rests else 0, notional, seq, fills)
         index = self.book.index
-        makers = {
-            t.maker_id: OrderState(index[t.maker_id].filled, index[t.maker_id].quote, index[t.maker_id].fee)
-            for t in fills
-        }
         changed = effects.place(command, result, makers)  # the engine's settlement, the same rules
         self._write(effects)
 

@@ -77,10 +77,10 @@ class MarketSpec:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class OrderState:
+class OrderState(NamedTuple):
     """What an order's row needs beyond the book's price and quantity: lots filled, quote executed in
-    tick-lots, fee charged in base units. The engine keeps one per resting order."""
+    tick-lots, fee charged in base units. The engine keeps one per resting order. A NamedTuple: built
+    once per fill and once per resting order at start-up, about twice as cheap as a frozen dataclass."""
 
     filled: int = 0
     quote: int = 0

@@ -223,11 +223,12 @@ class MatchStore:
         args = {"tick": tick, "lot": lot, "notional": tick * lot, "currency": currency, "coin": coin}
         try:
             cursor.execute(_OPEN_ORDERS, args)
+            make = OpenOrder._make
             while rows := cursor.fetchmany(10_000):
-                for *fields, on_grid in rows:
-                    if not on_grid:
-                        raise ValueError(f"order {fields[0]}: an amount is off the market's tick or lot grid")
-                    yield OpenOrder._make(fields)
+                for row in rows:
+                    if not row[-1]:  # the last column, on_grid: every amount is a whole number of steps
+                        raise ValueError(f"order {row[0]}: an amount is off the market's tick or lot grid")
+                    yield make(row[:-1])
         except MySQLdb.OperationalError:
             self.close()
             raise
