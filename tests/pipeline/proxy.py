@@ -1,10 +1,12 @@
 """A TCP proxy on 127.0.0.1 that a test can cut (every connection dropped, new ones refused) and
-restore: a database that becomes unreachable for one process, for real, without stopping MariaDB."""
+restore: a database that becomes unreachable for one process, for real, without stopping MariaDB.
+Its ``latency_s`` delays every reply chunk the server sends: a slow database or Redis, for real."""
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 
 
 class CuttableProxy:
@@ -17,6 +19,7 @@ class CuttableProxy:
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._listener: socket.socket | None = None
+        self.latency_s = 0.0  # added before each chunk the server sends back (can change while running)
         self.restore()
 
     def restore(self) -> None:
@@ -64,13 +67,14 @@ class CuttableProxy:
                 continue
             with self._lock:
                 self._sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, delayed in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(a, b, delayed), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, delayed: bool) -> None:
         try:
             while data := source.recv(65536):
+                if delayed and self.latency_s:
+                    time.sleep(self.latency_s)
                 sink.sendall(data)
         except OSError:
             pass
