@@ -33,6 +33,19 @@ end
 return false
 """
 
+# Push a command once per marker, and remember the entry id in the marker: an operator's requeue of
+# a dead letter (``orders.deadletters``). Tried again after a crash between this push and the DB
+# commit that records it, it returns the entry already pushed instead of pushing a second one.
+_PUSH_ONCE_AS = """
+local done = redis.call('GET', KEYS[2])
+if done then
+  return {0, done}
+end
+local id = redis.call('XADD', KEYS[1], '*', 'c', ARGV[1])
+redis.call('SET', KEYS[2], id, 'EX', ARGV[2])
+return {1, id}
+"""
+
 
 # Trim acknowledged history: everything before the oldest entry still pending (a poison entry waiting
 # for its next delivery keeps its payload for the dead letter queue) or, if none, before ARGV[1].
@@ -104,6 +117,7 @@ class RedisStreamOrderQueue:
         self.consumer = consumer
         self._read_pending = True  # a new reader first takes back what its predecessor left
         self._push_once = client.register_script(_PUSH_ONCE)
+        self._push_once_as = client.register_script(_PUSH_ONCE_AS)
         self._trim_acked = client.register_script(_TRIM_ACKED)
 
     # -- producer side -------------------------------------------------------------------------
@@ -144,6 +158,15 @@ class RedisStreamOrderQueue:
                     client=pipe,
                 )
         return [None if r is None else r.decode() for r in pipe.execute()[before:]]
+
+    def push_once_as(self, command_json: str, marker: str, ttl_s: int) -> tuple[bool, str]:
+        """Append a command unless ``marker`` is set, and set it to the new entry's id, atomically.
+
+        Returns ``(pushed now, entry id)``: the id of this push, or of the one that set the marker.
+        """
+        self.ensure_group()
+        pushed, entry_id = self._push_once_as(keys=[self.key, marker], args=[command_json, ttl_s])
+        return bool(pushed), entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     def enqueued_key(self, order_id: int) -> str:
         return keys.enqueued(self.market, order_id)

@@ -35,3 +35,16 @@ class ServiceUnavailable(ApplicationError):
 
 class InvalidInput(ApplicationError):
     """The request's fields fail the API's shape rules; ``errors`` names each one."""
+
+
+class DeadLetterNotFound(ApplicationError):
+    """No dead letter has this id."""
+
+    status = 404
+
+
+class DeadLetterNotRequeueable(ApplicationError):
+    """The dead letter is not ``dead`` any more (already requeued or discarded): neither a requeue nor
+    a discard applies to it."""
+
+    status = 409

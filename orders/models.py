@@ -7,6 +7,7 @@ bulk insert does not return generated ids.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from enum import StrEnum
 
@@ -23,6 +24,9 @@ __all__ = [
     "RESTING_STATUSES",
     "Balance",
     "DeadLetter",
+    "DeadLetterKind",
+    "DeadLetterReason",
+    "DeadLetterStatus",
     "Market",
     "MatcherCheckpoint",
     "Order",
@@ -212,25 +216,90 @@ class MatcherCheckpoint(models.Model):
         db_table = "matcher_checkpoints"
 
 
-class DeadLetter(models.Model):
-    """A stream entry that failed ``MATCHING_MAX_DELIVERIES`` deliveries (FR-RL-003).
+class DeadLetterKind(StrEnum):
+    STREAM = "stream"  # a market stream entry the matcher could not apply
+    TASK = "task"  # a Celery task that failed for good
 
-    ``requeued_at`` is reserved for the manual requeue of a dead letter, which does not exist yet.
+
+class DeadLetterReason(StrEnum):
+    MALFORMED = "malformed"  # the entry is not a command the matcher accepts (codec or matcher rules)
+    ERROR = "error"  # a bug while applying it
+    TASK = "task"  # a task that exhausted its retries or raised a bug
+
+
+class DeadLetterStatus(StrEnum):
+    DEAD = "dead"  # waiting for an operator
+    REQUEUED = "requeued"  # put back on its stream (or sent again) once, as ``requeued_as``
+    DISCARDED = "discarded"  # given up; a place command's order was rejected and its hold released
+
+
+class DeadLetter(models.Model):
+    """A stream entry that failed ``MATCHING_MAX_DELIVERIES`` deliveries, or a Celery task that failed
+    for good (FR-RL-003), recorded from the ``dead_letter`` Celery queue (``orders.deadletters``).
+
+    ``fields`` keeps the entry's raw fields, whatever their names; ``payload`` is the command (field
+    ``c``) and may be corrected by an operator before a requeue, ``original_payload`` never changes.
+    One row per (market, entry): a message delivered twice updates ``last_failed_at``/``deliveries``.
     """
 
-    market = models.CharField(max_length=32)
-    entry_id = models.CharField(max_length=40)
-    payload = models.TextField()
+    kind = models.CharField(max_length=8, choices=choices(DeadLetterKind), default=DeadLetterKind.STREAM.value)
+    market = models.CharField(max_length=32, blank=True)  # empty for a task
+    entry_id = models.CharField(max_length=64)  # the stream entry id, or the task id
+    order_id = models.BigIntegerField(null=True, blank=True)  # the command's "id", when it has one
+    fields = models.JSONField(default=dict, blank=True)
+    payload = models.TextField(blank=True, default="")
+    original_payload = models.TextField(blank=True, default="")
     reason = models.TextField()
-    correlation_id = models.CharField(max_length=25, blank=True, default="")
+    reason_kind = models.CharField(
+        max_length=16, choices=choices(DeadLetterReason), default=DeadLetterReason.ERROR.value
+    )
+    exception = models.TextField(blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
     deliveries = models.PositiveIntegerField(default=0)
+    correlation_id = models.CharField(max_length=64, blank=True, default="")
+    task_name = models.CharField(max_length=200, blank=True, default="")
+    task_args = models.JSONField(default=list, blank=True)
+    task_kwargs = models.JSONField(default=dict, blank=True)
+    first_failed_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=choices(DeadLetterStatus), default=DeadLetterStatus.DEAD.value)
+    handled_by = models.CharField(max_length=150, blank=True, default="")
+    handled_at = models.DateTimeField(null=True, blank=True)
+    handled_note = models.TextField(blank=True, default="")
+    requeued_as = models.CharField(max_length=64, blank=True, default="")  # the new entry id or task id
     created_at = models.DateTimeField(auto_now_add=True)
-    requeued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "dead_letters"
         constraints = [models.UniqueConstraint(fields=["market", "entry_id"], name="uniq_dead_letters_entry")]
-        indexes = [models.Index(fields=["created_at"], name="idx_dead_letters_created")]
+        indexes = [
+            models.Index(fields=["created_at"], name="idx_dead_letters_created"),
+            # The admin's status filter and the purge (handled letters by age).
+            models.Index(fields=["status", "handled_at"], name="idx_dead_letters_status"),
+            # The admin's market filter; the dead-count gauge groups the `dead` ones by market.
+            models.Index(fields=["market", "status"], name="idx_dead_letters_market_status"),
+            # The admin's search fields.
+            models.Index(fields=["entry_id"], name="idx_dead_letters_entry"),
+            models.Index(fields=["correlation_id"], name="idx_dead_letters_correlation"),
+            # Also the sweeper's question: is this `new` order's place entry dead-lettered?
+            models.Index(fields=["order_id"], name="idx_dead_letters_order"),
+        ]
+
+    @property
+    def placed_order_id(self) -> int | None:
+        """The order whose place command this letter holds: ``order_id`` when the payload, or the
+        original, is a place (even a malformed one); None for a cancel, garbage or a task."""
+        if self.kind != DeadLetterKind.STREAM or self.order_id is None:
+            return None
+        for text in (self.payload, self.original_payload):
+            try:
+                data = json.loads(text)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(data, dict) and data.get("op") == "place":
+                return self.order_id
+        return None
 
     def __str__(self) -> str:
-        return f"{self.market} {self.entry_id}: {self.reason[:60]}"
+        where = self.market or self.task_name
+        return f"dead letter {self.pk} ({where} {self.entry_id}, {self.status}): {self.reason[:60]}"

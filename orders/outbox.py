@@ -2,7 +2,8 @@
 
 After intake commits, each order is pushed once to its market's stream (``orders_push``); an order
 still ``new`` after ``ORDER_SWEEP_AFTER_S`` may not have reached it (Redis was down, the process died)
-and is pushed again by the sweeper. The stream's push-once marker makes that duplicate-free.
+and is pushed again by the sweeper. The stream's push-once marker makes that duplicate-free. An order
+whose place entry was dead-lettered is left to the dead letter queue (``orders.deadletters``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from django.utils import timezone
 from matching.commands import PlaceCommand, encode
 from matching.queue import RedisStreamOrderQueue
 from orders.cache import cache_orders
-from orders.models import Market, Order, OrderStatus, OrderType, Side, TimeInForce
+from orders.models import DeadLetter, DeadLetterStatus, Market, Order, OrderStatus, OrderType, Side, TimeInForce
 from spot.redis import redis_client
 
 logger = logging.getLogger(__name__)
@@ -66,8 +67,13 @@ def order_sweep_unqueued(*, older_than_s: float | None = None, limit: int = 1000
             :limit
         ]  # idx_orders_status_updated
     )
+    # An order whose place entry is a dead letter waits for an operator's requeue or discard:
+    # pushing it again would only feed the matcher the same failure (or apply it twice, if requeued).
+    waiting = _dead_lettered([order.id for order in stale])
     by_market: dict[str, list[Order]] = {}
     for order in stale:
+        if order.id in waiting:
+            continue
         by_market.setdefault(order.market_code, []).append(order)
     pushed = 0
     for code, orders in by_market.items():
@@ -78,3 +84,11 @@ def order_sweep_unqueued(*, older_than_s: float | None = None, limit: int = 1000
     if pushed:
         logger.warning("sweeper pushed %s orders that had not reached their stream", pushed)
     return pushed
+
+
+def _dead_lettered(order_ids: list[int]) -> set[int]:
+    """Of ``order_ids``, the orders whose place command is a ``dead`` letter (idx_dead_letters_order)."""
+    if not order_ids:
+        return set()
+    letters = DeadLetter.objects.filter(status=DeadLetterStatus.DEAD, order_id__in=order_ids)
+    return {order_id for letter in letters if (order_id := letter.placed_order_id) is not None}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from settings.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -152,6 +154,31 @@ BREAKER_FAILURE_THRESHOLD = env_int("BREAKER_FAILURE_THRESHOLD", 5)
 BREAKER_RESET_S = env_float("BREAKER_RESET_S", 30.0)
 BREAKER_HALF_OPEN_CALLS = env_int("BREAKER_HALF_OPEN_CALLS", 3)
 
+# --- Dead letter queue (FR-RL-003) --------------------------------------------------------------
+DEAD_LETTER_RETENTION_DAYS = env_int("DEAD_LETTER_RETENTION_DAYS", 7)  # handled letters; `dead` ones stay
+# Each dead letter is the task ``deadletters.record`` on this queue (spot.celery), whoever sends it.
+CELERY_TASK_ROUTES = {"deadletters.record": {"queue": "dead_letter"}}
+
+# Redis broker (kombu): a message a worker took and never acknowledged (it was killed, or lost its
+# connection) is delivered again once it is older than the visibility timeout. A retried task waits
+# for its countdown unacknowledged too, so the timeout must exceed the longest one (RETRY_CAP_S).
+_visibility_timeout_s = env_int("CELERY_VISIBILITY_TIMEOUT_S", 300)
+if _visibility_timeout_s <= RETRY_CAP_S:
+    raise ImproperlyConfigured(
+        f"CELERY_VISIBILITY_TIMEOUT_S ({_visibility_timeout_s}) must exceed RETRY_CAP_S ({RETRY_CAP_S}): "
+        "a task waiting for its retry would be delivered twice"
+    )
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": _visibility_timeout_s,
+    # Look for such messages every 10 s (kombu's default scans every 10th time, i.e. every 100 s), so
+    # a killed worker's messages come back within about the visibility timeout plus 10 s.
+    "unacked_restore_interval": 10,
+    "unacked_restore_throttle": 1,
+}
+# With acks_late, a task whose worker process died mid-run goes back to its queue instead of being
+# acknowledged as failed (the dead letter record task is idempotent, as are the drain slices).
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -172,4 +199,6 @@ SILENCED_SYSTEM_CHECKS = ["models.E034"]
 CELERY_BEAT_SCHEDULE = {
     "ensure-matchers": {"task": "matching.ensure_matchers", "schedule": 2.0, "options": {"expires": 2.0}},
     "sweep-unqueued-orders": {"task": "orders.sweep_unqueued", "schedule": 5.0, "options": {"expires": 5.0}},
+    # FR-RL-003: handled dead letters are kept DEAD_LETTER_RETENTION_DAYS days.
+    "purge-dead-letters": {"task": "deadletters.purge", "schedule": 24 * 3600.0, "options": {"expires": 3600.0}},
 }

@@ -15,6 +15,8 @@ truth, so losing any of these loses no accepted order (``new`` orders are pushed
 | ``matcher:heartbeat:<market>``   | string | ``HEARTBEAT_TTL_S``          | drain tasks             | watchdog (beat)           |
 | ``matcher:stats:<market>``       | hash   | none                         | matcher                 | loadtest, operators       |
 | ``matcher:latency:<market>``     | list   | none (loadtest only)         | matcher, when recording | loadtest                  |
+| ``dlq:requeued:<dead letter id>`` | string | ``DEAD_LETTER_REQUEUED_TTL_S`` | a dead letter's requeue | the requeue (at most once) |
+| ``dlq:counts``                   | hash   | none (a counter)             | the dead letter record task | the web's ``/metrics`` |
 | ``naive:stats:<market>``         | hash   | none (benchmark only)        | the naive pipeline      | loadtest                  |
 | ``naive:latency:<market>``       | list   | none (benchmark only)        | the naive pipeline      | loadtest                  |
 | ``naive:ready:<market>``         | string | while its worker runs        | the naive worker        | loadtest                  |
@@ -25,6 +27,9 @@ Celery's broker uses its own Redis database (``CELERY_BROKER_URL``); its keys ar
 from __future__ import annotations
 
 ENQUEUED_MARKER_TTL_S = 7 * 24 * 3600  # as long as dead letters are kept (FR-RL-003)
+# Longer than dead letters are kept (FR-RL-003, 7 days): a requeue that pushed and then failed to
+# commit finds its marker whenever it is tried again, and never pushes twice.
+DEAD_LETTER_REQUEUED_TTL_S = 8 * 24 * 3600
 HEARTBEAT_TTL_S = 5  # a drain task runs at least every slice (0.25 s) or blocking read (1 s)
 
 
@@ -83,3 +88,13 @@ def naive_latency(market: str) -> str:
 
 def naive_ready(market: str) -> str:
     return f"naive:ready:{market}"
+
+
+def dead_letter_requeued(dead_letter_id: int) -> str:
+    """The new stream entry id (or task id) a dead letter was requeued as; set once, with the push."""
+    return f"dlq:requeued:{dead_letter_id}"
+
+
+def dead_letter_counts() -> str:
+    """Dead letters recorded, per ``"<market>\t<reason kind>"`` (``spot_dead_letters_total``)."""
+    return "dlq:counts"
