@@ -42,11 +42,17 @@ def unbind(token: object) -> None:
 
 
 class CorrelationIdFilter(logging.Filter):
-    """Adds ``record.correlation_id`` so formatters can print it."""
+    """Adds ``record.correlation_id`` so formatters can print it.
+
+    In order of precedence: an id the call gave (``extra={"correlation_id": ...}``, e.g. a stream
+    entry's), the id of the record's request (``django.request`` logs 4xx/5xx responses with
+    ``request=`` after the middleware has returned, when the id is no longer bound), the bound one.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "correlation_id"):
-            record.correlation_id = _current.get()
+            request = getattr(record, "request", None)
+            record.correlation_id = getattr(request, "correlation_id", None) or _current.get()
         return True
 
 
