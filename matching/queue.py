@@ -3,7 +3,9 @@
 One stream per market, ``orders:<market>``, read by the consumer group ``MATCHING_CONSUMER_GROUP``
 (``matching-engine-group``).
 Each entry has one field, ``c``: the command as JSON (``matching.commands``). Delivery counts come
-from the stream's pending entries list; the matcher decides when an entry is poison.
+from the stream's pending entries list; the matcher decides when an entry is poison. An entry of any
+other shape (another field name, more fields, none left) is delivered with its raw fields, so a dead
+letter keeps the evidence.
 """
 
 from __future__ import annotations
@@ -65,11 +67,14 @@ return redis.call('XTRIM', KEYS[1], 'MINID', '~', keep)
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A delivered stream entry: its id, raw command bytes and how many times it was delivered."""
+    """A delivered stream entry: its id, raw command bytes (field ``c``, empty if it has none) and how
+    many times it was delivered. ``fields`` is None for the usual shape, exactly ``{c: ...}``; for
+    any other it holds the entry's raw fields as read (empty if the entry was trimmed away)."""
 
     id: str
     data: bytes
     deliveries: int
+    fields: dict[bytes, bytes] | None = None
 
 
 class OrderQueue(Protocol):
@@ -83,7 +88,7 @@ class OrderQueue(Protocol):
 
     def nack(self, ids: list[str]) -> None: ...
 
-    def send_to_dlq(self, entry_id: str, data: bytes, reason: str) -> None: ...
+    def send_to_dlq(self, entry_id: str, data: bytes, reason: str, **detail: Any) -> None: ...
 
 
 def entry_key(entry_id: str | bytes) -> tuple[int, int]:
@@ -98,8 +103,9 @@ class RedisStreamOrderQueue:
 
     ``pop`` first returns this consumer's pending entries when some were left unacknowledged (after a
     restart or a ``nack``), then new ones. ``send_to_dlq`` hands the entry to ``dead_letter_sink``
-    (``(market, entry_id, data, reason)``; the matcher stores a ``DeadLetter`` row) and only then
-    acknowledges it, so a crash in between delivers it again rather than losing it.
+    (``(market, entry_id, data, reason, **detail)``; the matcher publishes it to the ``dead_letter``
+    Celery queue) and only then acknowledges it, so a crash in between delivers it again rather than
+    losing it.
     """
 
     def __init__(
@@ -107,7 +113,7 @@ class RedisStreamOrderQueue:
         client: redis.Redis,
         market: str,
         consumer: str = CONSUMER,
-        dead_letter_sink: Callable[[str, str, bytes, str], None] | None = None,
+        dead_letter_sink: Callable[..., None] | None = None,
     ) -> None:
         self.client = client
         self.dead_letter_sink = dead_letter_sink
@@ -183,7 +189,7 @@ class RedisStreamOrderQueue:
             if entries:
                 return self._with_delivery_counts(entries)
             self._read_pending = False
-        return [Entry(i, d, 1) for i, d in self._read(">", batch_size, block_ms)]
+        return [Entry(i, d, 1, f) for i, d, f in self._read(">", batch_size, block_ms)]
 
     def ack(self, ids: list[str]) -> None:
         if ids:
@@ -194,10 +200,13 @@ class RedisStreamOrderQueue:
         if ids:
             self._read_pending = True
 
-    def send_to_dlq(self, entry_id: str, data: bytes, reason: str) -> None:
-        logger.error("dead-lettering %s entry %s: %s", self.market, entry_id, reason)
+    def send_to_dlq(self, entry_id: str, data: bytes, reason: str, **detail: Any) -> None:
+        """FR-IF-001: hand the entry to ``dead_letter_sink`` (which logs it), then acknowledge it. A sink
+        that raises leaves the entry pending."""
         if self.dead_letter_sink is not None:
-            self.dead_letter_sink(self.market, entry_id, data, reason)
+            self.dead_letter_sink(self.market, entry_id, data, reason, **detail)
+        else:
+            logger.error("dead-lettering %s entry %s (no sink): %s", self.market, entry_id, reason)
         self.ack([entry_id])
 
     def trim(self, acked_up_to: str, pipe: Any = None) -> None:
@@ -233,19 +242,26 @@ class RedisStreamOrderQueue:
                 return int(group["pending"]) == 0 and group.get("lag") == 0
         return False
 
-    def _read(self, start: str, count: int, block_ms: int | None) -> list[tuple[str, bytes]]:
+    def _read(self, start: str, count: int, block_ms: int | None) -> list[tuple[str, bytes, dict[bytes, bytes] | None]]:
         reply = self.client.xreadgroup(self.group, self.consumer, {self.key: start}, count=count, block=block_ms)
         if not reply:
             return []
         _, messages = reply[0]
-        # A pending id whose entry was trimmed comes back with no fields: hand it on as empty data so
-        # the caller dead-letters it instead of looping on it.
-        return [(mid.decode(), (fields or {}).get(FIELD, b"")) for mid, fields in messages]
+        # The usual entry, exactly {c: command}, costs a length test and a lookup, no extra object.
+        # Any other shape keeps its raw fields for the dead letter queue; a pending id whose entry was
+        # trimmed comes back with no fields, handed on as empty data so that the caller dead-letters
+        # it instead of looping on it.
+        return [
+            (mid.decode(), fields[FIELD], None)
+            if fields and len(fields) == 1 and FIELD in fields
+            else (mid.decode(), (fields or {}).get(FIELD, b""), fields or {})
+            for mid, fields in messages
+        ]
 
-    def _with_delivery_counts(self, entries: list[tuple[str, bytes]]) -> list[Entry]:
+    def _with_delivery_counts(self, entries: list[tuple[str, bytes, dict[bytes, bytes] | None]]) -> list[Entry]:
         first, last = entries[0][0], entries[-1][0]
         details = self.client.xpending_range(
             self.key, self.group, min=first, max=last, count=len(entries), consumername=self.consumer
         )
         counts = {d["message_id"].decode(): int(d["times_delivered"]) for d in details}
-        return [Entry(i, d, counts.get(i, 1)) for i, d in entries]
+        return [Entry(i, d, counts.get(i, 1), f) for i, d, f in entries]

@@ -23,7 +23,6 @@ BATCH_SIZE = Histogram(
     "spot_batch_commands", "Commands per matcher batch.", ["market"], buckets=(1, 5, 10, 25, 50, 100, 250, 500)
 )
 DB_STATEMENTS = Counter("spot_matcher_db_statements_total", "SQL statements the matcher sent.", ["market"])
-DEAD_LETTERS = Counter("spot_dead_letters_total", "Stream entries sent to the dead letter queue.", ["market"])
 BREAKER_STATE = Gauge("spot_circuit_open", "1 while the named circuit breaker is open or half-open.", ["circuit"])
 
 

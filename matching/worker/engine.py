@@ -24,12 +24,13 @@ from matching.lease import MarketLease
 from matching.matcher import MarketMatcher, Rejected
 from matching.queue import Entry, RedisStreamOrderQueue, entry_key
 from matching.worker.batch import Batch
-from matching.worker.deadletters import DeadLetters
+from matching.worker.deadletters import DeadLetters, entry_correlation_id
 from matching.worker.errors import Fenced, NotOwner
 from matching.worker.rebuild import rebuild_book
 from matching.worker.settlement import BASE, MarketSpec, OrderState, Settlement
 from matching.worker.store import MatchStore
 from matching.worker.writer import BatchWriter, WriteFailed
+from orders.models import DeadLetterReason
 from spot import keys, metrics
 from spot.resilience import CircuitBreaker, CircuitOpen, is_transient
 
@@ -65,8 +66,8 @@ class MatchingEngine:
         self.writer = BatchWriter(
             spec, redis_client=redis_client, store=self.store, queue=self.queue, breaker=self.breaker, clock=clock
         )
-        self.dead_letters = DeadLetters(spec.code, queue=self.queue, writer=self.writer, breaker=self.breaker)
-        self.queue.dead_letter_sink = self.dead_letters.store
+        self.dead_letters = DeadLetters(spec.code, queue=self.queue)
+        self.queue.dead_letter_sink = self.dead_letters.publish
         self.matcher: MarketMatcher | None = None  # None until started, and again when the book is stale
         self.epoch = 0
         self.checkpoint = (0, 0)
@@ -174,7 +175,7 @@ class MatchingEngine:
                     continue
                 self._apply(self._decode(entry), batch.effects)
             except MalformedCommand as exc:
-                self.dead_letters.poison(entry, f"malformed command: {exc}", batch.retry)
+                self.dead_letters.poison(entry, f"malformed command: {exc}", batch.retry, exc=exc)
                 continue
             except Exception as exc:  # noqa: BLE001 - any bug isolates its entry; _abandon logs it
                 self._abandon(entries, entry, exc)
@@ -230,13 +231,22 @@ class MatchingEngine:
     def _abandon(self, entries: list[Entry], culprit: Entry | None, exc: Exception) -> None:
         """A bug, not a passing fault: nothing of the batch is written, the book is rebuilt from the DB
         and the batch delivered again, one entry at a time, so the entry at fault is isolated and, after
-        ``MATCHING_MAX_DELIVERIES``, dead-lettered while the others flow."""
-        logger.error("matcher %s: batch of %s failed: %r", self.market, len(entries), exc, exc_info=exc)
+        ``MATCHING_MAX_DELIVERIES``, dead-lettered (with the exception and its traceback) while the
+        others flow."""
+        cid = entry_correlation_id(culprit) if culprit is not None else "-"
+        logger.error(
+            "matcher %s: batch of %s failed: %r",
+            self.market,
+            len(entries),
+            exc,
+            exc_info=exc,
+            extra={"correlation_id": cid},
+        )
         metrics.ERRORS.labels(self.market, type(exc).__name__).inc()
         self.matcher = None
         self.writer.discard()
         if culprit is not None and culprit.deliveries >= settings.MATCHING_MAX_DELIVERIES:
-            self.queue.send_to_dlq(culprit.id, culprit.data, f"{type(exc).__name__}: {exc}")
+            self.dead_letters.send(culprit, f"{type(exc).__name__}: {exc}", DeadLetterReason.ERROR, exc)
         self.queue.nack(["*"])
         self._isolate = len(entries)
         self.start()

@@ -274,19 +274,3 @@ class MatchStore:
             self._rollback()
             raise
 
-    def write_dead_letter(
-        self, market: str, entry_id: str, payload: str, reason: str, cid: str, deliveries: int
-    ) -> None:
-        """Store a dead letter (idempotent per market and entry), in its own transaction."""
-        self._ensure()
-        try:
-            self._execute(
-                "INSERT INTO dead_letters (market, entry_id, payload, reason, correlation_id, deliveries, created_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, NOW(6)) "
-                "ON DUPLICATE KEY UPDATE reason = VALUES(reason), deliveries = VALUES(deliveries)",
-                [market, entry_id, payload, reason[:2000], cid[:25], deliveries],
-            )
-            self._commit()
-        except BaseException:
-            self._rollback()
-            raise

@@ -52,7 +52,9 @@ def test_a_cancel_releases_what_the_order_still_held(engine, traders, market):
 def test_the_matcher_trims_acknowledged_entries_from_the_stream(engine, redis_client):
     from matching.queue import RedisStreamOrderQueue
     from orders.models import DeadLetter
+    from tests.dead_letter_queue import empty_dead_letter_queue, record_dead_letters
 
+    empty_dead_letter_queue()
     queue = RedisStreamOrderQueue(redis_client, engine.market)
     cancels = [(f'{{"op":"cancel","id":{n + 1}}}', None) for n in range(3000)]  # unknown: rejected, acked
     queue.push_many(cancels)
@@ -61,6 +63,7 @@ def test_the_matcher_trims_acknowledged_entries_from_the_stream(engine, redis_cl
     drain_all(engine)  # 120 batches: one trim, after the 100th
 
     assert redis_client.xlen(queue.key) < 1200  # what came after the 100th batch, give or take a node
+    assert record_dead_letters() == 1
     assert DeadLetter.objects.get().payload == "not json"  # dead-lettered with its payload before that
 
 
@@ -125,7 +128,9 @@ def test_entries_another_consumer_left_pending_are_reclaimed_and_matched(
 
 def test_a_batch_that_cannot_be_written_is_split_and_only_the_entry_at_fault_is_dead_lettered(engine, traders, market):
     from orders.models import Balance, DeadLetter, Order
+    from tests.dead_letter_queue import empty_dead_letter_queue, record_dead_letters
 
+    empty_dead_letter_queue()
     seller, buyer, other = traders[0], traders[1], traders[2]
     ask = order_place(user=seller, market=market, side="sell", order_type="limit", quantity="0.5", price="100.00")
     bid = order_place(user=buyer, market=market, side="buy", order_type="limit", quantity="0.5", price="100.00")
@@ -136,9 +141,14 @@ def test_a_batch_that_cannot_be_written_is_split_and_only_the_entry_at_fault_is_
 
     drain_all(engine)
 
+    assert record_dead_letters() == 1
     letter = DeadLetter.objects.get()
     assert str(bid.id) in letter.payload
     assert "MissingBalance" in letter.reason
+    assert (letter.reason_kind, letter.order_id) == ("error", bid.id)
+    assert letter.deliveries >= 3  # its deliveries in the failed batch and alone
+    assert letter.exception.startswith("MissingBalance:")
+    assert "Traceback" in letter.traceback and "write_batch" in letter.traceback
     statuses = dict(Order.objects.values_list("id", "status"))
     assert statuses[ask.id] == "pending"  # applied on its own, untouched by the failed fill
     assert statuses[bystander.id] == "pending"

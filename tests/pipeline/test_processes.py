@@ -14,6 +14,7 @@ from matching.queue import RedisStreamOrderQueue
 from orders import invariants
 from orders.models import DeadLetter, Order, OrderStatus
 from spot import keys
+from tests.dead_letter_queue import record_dead_letters
 from tests.pipeline.conftest import stream_settled, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -118,6 +119,7 @@ def test_bad_entries_end_in_the_dead_letter_queue_after_three_deliveries_and_the
     wait_until(lambda: stream_settled(redis_client, market), 60, message="the stream, bad entries included, to settle")
 
     _assert_end_state(market, [j for j, _ in items], totals)
+    assert record_dead_letters() == 2  # what the default worker does (tests/pipeline/test_dead_letters.py)
     letters = {d.entry_id: d for d in DeadLetter.objects.all()}
     assert set(letters) == {garbage, foreign}
     assert letters[garbage].payload == "this is not json"
