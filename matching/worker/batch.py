@@ -19,6 +19,9 @@ class Batch:
     effects: Settlement
     to_ack: list[str] = field(default_factory=list)  # applied now, or committed before a crash
     retry: list[str] = field(default_factory=list)  # malformed, to be delivered again (then dead-lettered)
+    # Orders of the entries acknowledged by the checkpoint (committed before a crash or a Redis failure
+    # that may have lost their cache writes): the writer refreshes them and the orders they traded with.
+    refresh: list[int] = field(default_factory=list)
     last_entry: str = "0-0"  # the checkpoint this batch commits
     last_seq: int = 0  # the highest order sequence number given so far
     snapshot: str | None = None  # the top of book to publish after the commit (JSON), if due

@@ -40,6 +40,12 @@ BOOK_PUBLISH_INTERVAL_S = 0.1  # top of book for intake's market-buy reference a
 BOOK_DEPTH_LEVELS = 20
 
 
+def _about(command: Command) -> dict[str, str]:
+    """Log ``extra`` for a line about one command: its entry's correlation id (FR-OB-002), which the
+    record keeps (``spot.correlation.CorrelationIdFilter``) instead of the drain task's own."""
+    return {"correlation_id": command.cid or "-"}
+
+
 class MatchingEngine:
     """Drains one market's stream into its in-memory book and the DB. Not thread-safe."""
 
@@ -74,6 +80,7 @@ class MatchingEngine:
         self.last_seq = 0
         self.states: dict[int, OrderState] = {}  # per resting order, what its row needs beyond the book's
         self._isolate = 0  # after a batch failed for a non-transient reason: this many batches of one
+        self._debug = False  # a DEBUG line per command (matched, canceled) with its correlation id
         self._book_published_at = 0.0
         self._reclaimed_at = time.monotonic()
 
@@ -156,6 +163,7 @@ class MatchingEngine:
         unacknowledged entry is delivered again (the checkpoint skips those that did commit).
         """
         assert self.matcher is not None, "start() first"
+        self._debug = logger.isEnabledFor(logging.DEBUG)  # once a batch: at INFO, no per-command line costs
         entries = self.queue.pop(1 if self._isolate else self.batch_size, block_ms)
         if not entries:
             if self.flush():  # a failed write was recovered: its entries are pending again
@@ -168,9 +176,11 @@ class MatchingEngine:
             key = entry_key(entry.id)
             try:
                 if key <= self.checkpoint:
-                    # Committed before a crash: acknowledge without applying. A malformed entry was
-                    # never applied, so it goes on towards the dead letter queue instead.
-                    self._decode(entry)
+                    # Committed before a crash (or a Redis failure) that may have come before its cache
+                    # write: acknowledge without applying, and have the writer refresh the cache of the
+                    # orders it changed (``Batch.refresh``). A malformed entry was never applied, so it
+                    # goes on towards the dead letter queue instead.
+                    batch.refresh.append(self._decode(entry).id)
                     batch.to_ack.append(entry.id)
                     continue
                 self._apply(self._decode(entry), batch.effects)
@@ -269,12 +279,19 @@ class MatchingEngine:
         market = self.market
         if isinstance(command, PlaceCommand):
             if command.id in matcher.book:
-                logger.warning("matcher %s: order %s is already resting; duplicate entry ignored", market, command.id)
+                logger.warning(
+                    "matcher %s: order %s is already resting; duplicate entry ignored",
+                    market,
+                    command.id,
+                    extra=_about(command),
+                )
                 return
             self.last_seq += 1
             outcome = matcher.place(command, self.last_seq)
             if isinstance(outcome, Rejected):
-                logger.warning("matcher %s: order %s rejected: %s", market, command.id, outcome.reason)
+                logger.warning(
+                    "matcher %s: order %s rejected: %s", market, command.id, outcome.reason, extra=_about(command)
+                )
                 effects.reject(command, self.last_seq, outcome.reason)
                 metrics.ORDERS.labels(market, "rejected").inc()
                 return
@@ -287,13 +304,32 @@ class MatchingEngine:
             if outcome.trades:
                 metrics.TRADES.labels(market).inc(len(outcome.trades))
             metrics.ORDERS.labels(market, outcome.status.value).inc()
+            if self._debug:
+                logger.debug(
+                    "matcher %s: order %s matched: %s, %s trades",
+                    market,
+                    command.id,
+                    outcome.status.value,
+                    len(outcome.trades),
+                    extra=_about(command),
+                )
             return
         result = matcher.cancel(command)
         if isinstance(result, CancelResult):
             effects.cancel(result, self.states.pop(result.order_id))
             metrics.ORDERS.labels(market, "canceled").inc()
+            if self._debug:
+                logger.debug("matcher %s: order %s canceled", market, command.id, extra=_about(command))
         else:
             metrics.ORDERS.labels(market, "cancel_rejected").inc()
+            if self._debug:
+                logger.debug(
+                    "matcher %s: cancel of order %s rejected: %s",
+                    market,
+                    command.id,
+                    result.reason,
+                    extra=_about(command),
+                )
 
     # -- reads ---------------------------------------------------------------------------------
 

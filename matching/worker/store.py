@@ -87,6 +87,35 @@ STRAIGHT_JOIN balances AS b FORCE INDEX (uniq_balances_user_asset) ON b.user_id 
 SET b.total = b.total + v.total, b.held = b.held + v.held, b.updated_at = NOW(6)
 """
 
+# The orders a set of committed commands changed: their own, and every order they traded with (the
+# makers a taker filled, or the takers that filled a maker), as the DB has them now. One statement,
+# each lookup on an index: trades by buy_order_id (uniq_trades_buy_sell) and by sell_order_id (its
+# foreign key's index), then orders by primary key.
+_CHANGED_ORDERS = """
+SELECT o.id, o.status, o.executed_quantity, o.executed_quote, o.average_price, o.fee
+FROM (
+    SELECT v.id FROM JSON_TABLE(%(ids)s, '$[*]' COLUMNS (id BIGINT PATH '$')) AS v
+    UNION
+    SELECT t.sell_order_id FROM JSON_TABLE(%(ids)s, '$[*]' COLUMNS (id BIGINT PATH '$')) AS v
+    STRAIGHT_JOIN trades AS t FORCE INDEX (uniq_trades_buy_sell) ON t.buy_order_id = v.id
+    UNION
+    SELECT t.buy_order_id FROM JSON_TABLE(%(ids)s, '$[*]' COLUMNS (id BIGINT PATH '$')) AS v
+    STRAIGHT_JOIN trades AS t FORCE INDEX (trades_sell_order_id_6f2e6599_fk_orders_id) ON t.sell_order_id = v.id
+) AS changed
+STRAIGHT_JOIN orders AS o FORCE INDEX (PRIMARY) ON o.id = changed.id
+"""
+
+
+class StoredOrder(NamedTuple):
+    """An order's fields the matcher changes, as the DB holds them (``orders.cache.OrderChange``)."""
+
+    id: int
+    status: str
+    executed_quantity: str
+    executed_quote: str
+    average_price: str | None
+    fee: str
+
 
 class OpenOrder(NamedTuple):
     """A resting order as the book needs it, amounts already in integer units."""
@@ -274,3 +303,21 @@ class MatchStore:
             self._rollback()
             raise
 
+    def changed_orders(self, order_ids: list[int]) -> list[StoredOrder]:
+        """The committed state of ``order_ids`` and of every order that traded with one of them.
+
+        For recovery only (entries acknowledged by the checkpoint, whose cache writes may have been
+        lost): one indexed statement and a ``COMMIT`` that ends the read.
+        """
+        self._ensure()
+        try:
+            cursor = self._execute(_CHANGED_ORDERS, {"ids": json.dumps(order_ids)})
+            rows = [
+                StoredOrder(int(i), status, str(q), str(quote), None if price is None else str(price), str(fee))
+                for i, status, q, quote, price, fee in cursor.fetchall()
+            ]
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        return rows

@@ -1,15 +1,18 @@
 """The writer: commits batch N in one transaction, then acknowledges and publishes it, on a thread of its
 own while the engine matches batch N + 1, so the DB's work overlaps Python's.
 
-After the commit, one Redis round trip acknowledges the entries, writes the order cache through
-(FR-DS-002), publishes the top of book when due and counts the batch. A failure anywhere surfaces as
-``WriteFailed`` at the engine's next hand-over; the engine then recovers (``MatchingEngine.recover``).
+After the commit, one Redis round trip writes the order cache through (FR-DS-002), acknowledges the
+entries, publishes the top of book when due and counts the batch. A failure anywhere surfaces as
+``WriteFailed`` at the engine's next hand-over; the engine then recovers (``MatchingEngine._recover``).
+Entries that come back although they committed (a crash or a Redis failure after the commit) are
+acknowledged without being applied again, and the cache of every order they changed is refreshed
+from the DB first (``MatchStore.changed_orders``): the cache never outlives the truth.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -19,7 +22,7 @@ from django.conf import settings
 from matching.queue import RedisStreamOrderQueue, entry_key
 from matching.worker.batch import Batch
 from matching.worker.settlement import MarketSpec
-from matching.worker.store import MatchStore
+from matching.worker.store import MatchStore, StoredOrder
 from orders.cache import MutableWriter
 from spot import keys, metrics
 from spot.resilience import CircuitBreaker
@@ -94,19 +97,27 @@ class BatchWriter:
         try:
             self.breaker.call(lambda: self.store.write_batch(batch, epoch=epoch))
             # A Redis failure here (after the commit) takes the same path: the book is rebuilt, the
-            # unacknowledged entries are delivered again and acknowledged by the checkpoint.
-            self._publish(batch, epoch)
+            # unacknowledged entries are delivered again and acknowledged by the checkpoint, and their
+            # orders' cache entries are refreshed from the DB then (``Batch.refresh``), so the cache
+            # never keeps a state older than the DB's. Read after this batch's commit: the newest.
+            refreshed = self.breaker.call(lambda: self.store.changed_orders(batch.refresh)) if batch.refresh else ()
+            self._publish(batch, epoch, refreshed)
         except Exception as exc:
             raise WriteFailed(batch, exc) from exc
 
-    def _publish(self, batch: Batch, epoch: int) -> None:
-        """Ack, write the order cache through, publish the book and stats: one Redis round trip."""
+    def _publish(self, batch: Batch, epoch: int, refreshed: Sequence[StoredOrder] = ()) -> None:
+        """Write the order cache through, ack, publish the book and stats: one Redis round trip."""
         market, to_ack = self.spec.code, batch.to_ack
         now = self.clock()
+        stamp = f"{now:.6f}"
         pipe = self.redis.pipeline(transaction=False)
+        # The cache before the acknowledgement: Redis runs a pipeline's commands in order, so if the
+        # connection breaks halfway, an entry is never acknowledged while its cache write was lost.
+        if refreshed:
+            self._cache.write(pipe, refreshed, stamp)
+        self._cache.write(pipe, list(batch.effects.orders.values()), stamp)
         if to_ack:
             pipe.xack(self.queue.key, self.queue.group, *to_ack)
-        self._cache.write(pipe, list(batch.effects.orders.values()), f"{now:.6f}")
         if batch.snapshot is not None:
             pipe.set(keys.book(market), batch.snapshot)
         stats = keys.matcher_stats(market)

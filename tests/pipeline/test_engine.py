@@ -184,3 +184,68 @@ def test_a_selling_taker_pays_the_taker_rate_in_quote_and_the_resting_buyer_the_
     assert Balance.objects.get(user=buyer, asset="btc").total == Decimal("100") + Decimal("0.999")
     fees = Balance.objects.filter(user__username="fees")
     assert {b.asset: b.total for b in fees} == {"btc": Decimal("0.001"), "usdt": Decimal("0.4")}
+
+
+def test_the_matchers_lines_about_an_entry_carry_that_entrys_correlation_id(
+    engine, traders, market, redis_client, caplog
+):
+    import dataclasses
+    import logging
+
+    from matching.commands import CancelCommand, encode
+    from matching.queue import RedisStreamOrderQueue
+    from orders.outbox import order_command
+    from orders.services import OrderRequest, order_place_many
+
+    cid = [f"20260123-{n:016x}" for n in range(5)]
+    ask = order_place(
+        user=traders[0],
+        market=market,
+        side="sell",
+        order_type="limit",
+        quantity="0.5",
+        price="100.00",
+        correlation_id=cid[0],
+    )
+    bid = order_place(
+        user=traders[1],
+        market=market,
+        side="buy",
+        order_type="limit",
+        quantity="0.2",
+        price="101.00",
+        correlation_id=cid[1],
+    )
+    queue = RedisStreamOrderQueue(redis_client, market.code)
+    queue.push(encode(order_command(ask, cid[2])))  # the same order again
+    (odd,) = order_place_many(
+        market=market,
+        requests=[OrderRequest(traders[2].pk, "buy", "limit", Decimal("1"), Decimal("90.00"), "gtc")],
+        enqueue=False,
+    )
+    queue.push(encode(dataclasses.replace(order_command(odd, cid[3]), price=Decimal("90.005"))))  # off the tick grid
+    queue.push(encode(CancelCommand(id=ask.id, user=ask.user_id, market=market.code, cid=cid[4])))
+
+    with caplog.at_level(logging.DEBUG, logger="matching.worker.engine"):
+        assert drain_all(engine) == 5
+
+    lines = {r.correlation_id: r.getMessage() for r in caplog.records if hasattr(r, "correlation_id")}
+    assert lines == {
+        cid[0]: f"matcher btc_usdt: order {ask.id} matched: pending, 0 trades",
+        cid[1]: f"matcher btc_usdt: order {bid.id} matched: executed, 1 trades",
+        cid[2]: f"matcher btc_usdt: order {ask.id} is already resting; duplicate entry ignored",
+        cid[3]: f"matcher btc_usdt: order {odd.id} rejected: price 90.005 is not a multiple of 0.0100000000",
+        cid[4]: f"matcher btc_usdt: order {ask.id} canceled",
+    }
+
+
+def test_at_info_level_the_matcher_writes_no_line_per_command(engine, traders, market, caplog):
+    import logging
+
+    for n in range(3):
+        order_place(user=traders[n], market=market, side="buy", order_type="limit", quantity="1", price=f"9{n}.00")
+
+    with caplog.at_level(logging.INFO, logger="matching.worker.engine"):
+        drain_all(engine)
+
+    assert [r.getMessage() for r in caplog.records if r.name == "matching.worker.engine"] == []
