@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# Services up, Python dependencies installed into .venv (reinstalled only when requirements change),
+# Services up, promtool present, Python dependencies installed into .venv (reinstalled only when requirements change),
 # and the database created. Sourced by run.sh and test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/services.sh
+
+# promtool checks deploy/prometheus in the test command; Debian's package prometheus has it. Only the
+# tool is wanted: no recommended extras, and the server the package may start is stopped again.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "bootstrap: installing promtool (Debian package prometheus)"
+  as_root=()
+  [ "$(id -u)" = 0 ] || as_root=(sudo -n)
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  "${as_root[@]}" invoke-rc.d prometheus stop >/dev/null 2>&1 || true
+fi
 
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
