@@ -37,7 +37,9 @@ return false
 
 # Push a command once per marker, and remember the entry id in the marker: an operator's requeue of
 # a dead letter (``orders.deadletters``). Tried again after a crash between this push and the DB
-# commit that records it, it returns the entry already pushed instead of pushing a second one.
+# commit that records it, it returns the entry already pushed instead of pushing a second one. With
+# a third key (the order's push-once marker), that is set too, so the sweeper does not push the
+# order a second time while the requeued entry waits for the matcher.
 _PUSH_ONCE_AS = """
 local done = redis.call('GET', KEYS[2])
 if done then
@@ -45,6 +47,9 @@ if done then
 end
 local id = redis.call('XADD', KEYS[1], '*', 'c', ARGV[1])
 redis.call('SET', KEYS[2], id, 'EX', ARGV[2])
+if KEYS[3] then
+  redis.call('SET', KEYS[3], '1', 'EX', ARGV[3])
+end
 return {1, id}
 """
 
@@ -165,13 +170,20 @@ class RedisStreamOrderQueue:
                 )
         return [None if r is None else r.decode() for r in pipe.execute()[before:]]
 
-    def push_once_as(self, command_json: str, marker: str, ttl_s: int) -> tuple[bool, str]:
-        """Append a command unless ``marker`` is set, and set it to the new entry's id, atomically.
+    def push_once_as(
+        self, command_json: str, marker: str, ttl_s: int, *, order_id: int | None = None
+    ) -> tuple[bool, str]:
+        """Append a command unless ``marker`` is set, and set it to the new entry's id, atomically;
+        with ``order_id``, the order's push-once marker is set as well (as ``push`` does).
 
         Returns ``(pushed now, entry id)``: the id of this push, or of the one that set the marker.
         """
         self.ensure_group()
-        pushed, entry_id = self._push_once_as(keys=[self.key, marker], args=[command_json, ttl_s])
+        names, args = [self.key, marker], [command_json, ttl_s]
+        if order_id is not None:
+            names.append(self.enqueued_key(order_id))
+            args.append(keys.ENQUEUED_MARKER_TTL_S)
+        pushed, entry_id = self._push_once_as(keys=names, args=args)
         return bool(pushed), entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     def enqueued_key(self, order_id: int) -> str:

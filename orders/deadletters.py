@@ -270,7 +270,8 @@ def dead_letter_requeue(dead_letter_id: int, *, by: str, payload: str | None = N
                 letter.payload = text
                 letter.order_id = letter.order_id or command.id
                 queue = RedisStreamOrderQueue(redis_client(), letter.market)
-                pushed, requeued_as = queue.push_once_as(text, marker, keys.DEAD_LETTER_REQUEUED_TTL_S)
+                placed = command.id if isinstance(command, PlaceCommand) else None
+                pushed, requeued_as = queue.push_once_as(text, marker, keys.DEAD_LETTER_REQUEUED_TTL_S, order_id=placed)
                 if not pushed:
                     logger.warning(
                         "dead letter %s was pushed before as %s (that requeue did not commit); not pushed again",

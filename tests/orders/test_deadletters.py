@@ -169,6 +169,7 @@ def test_two_operators_requeuing_at_once_put_the_entry_back_once(market, traders
     assert (letter.status, letter.requeued_as) == ("requeued", entries[0][0].decode())
     assert letter.handled_by in {"alice", "bob"} and letter.handled_at is not None
     assert entries[0][1] == {b"c": letter.payload.encode()}
+    assert redis_client.exists(keys.enqueued(market.code, order.id))  # the sweeper will not push it again
 
 
 def test_a_requeue_whose_commit_was_lost_after_the_push_does_not_push_again(market, traders, redis_client):
