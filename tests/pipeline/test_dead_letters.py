@@ -92,3 +92,36 @@ def test_while_the_db_is_unreachable_a_dead_letter_waits_in_the_broker_and_is_re
     letter = DeadLetter.objects.get()  # one: the record task never dead-letters itself
     assert (letter.entry_id, letter.payload, letter.correlation_id) == ("1700000000000-0", "garbage", CID)
     assert f"[{CID}]" in recorder.log()  # the record task's log lines carry the letter's correlation id
+
+
+def test_a_default_worker_killed_while_a_letter_waits_for_its_retry_loses_nothing_and_records_it_once(
+    market, redis_client, matchers
+):
+    import time
+
+    import redis as redis_lib
+    from django.conf import settings
+
+    from tests.pipeline.proxy import CuttableProxy
+
+    visibility_s = 5  # the broker's redelivery delay for unacknowledged messages (default 300 s)
+    proxy = CuttableProxy(int(settings.DATABASES["default"]["PORT"]))
+    env = {"MYSQL_PORT": str(proxy.port), "RETRY_CAP_S": "1", "CELERY_VISIBILITY_TIMEOUT_S": str(visibility_s)}
+    try:
+        proxy.cut()
+        first = matchers.start(queue=DEFAULT_QUEUES, env=env)
+        publish_dead_letter(market.code, "1700000000001-0", "malformed command: x", CID, kind="stream", payload="x")
+        wait_until(lambda: first.log().count("Retry in") >= 2, 60, message="the record task to retry")
+        first.kill()  # kill -9: the retry it held (unacknowledged, waiting for its countdown) stays in the broker
+        broker = redis_lib.Redis.from_url(settings.CELERY_BROKER_URL)
+        assert broker.hlen("unacked") == 1  # kombu's Redis transport keeps unacknowledged messages there
+        proxy.restore()
+        killed_at = time.monotonic()
+        matchers.start(queue=DEFAULT_QUEUES, env=env)
+        wait_until(lambda: DeadLetter.objects.exists(), 60, message="the letter to come back and be recorded")
+        back_after = time.monotonic() - killed_at
+    finally:
+        proxy.close()
+
+    assert DeadLetter.objects.get().entry_id == "1700000000001-0"
+    print(f"recorded {back_after:.1f} s after the kill (visibility timeout {visibility_s} s, restore scan every 10 s)")
