@@ -96,8 +96,9 @@ def dead_letter_record(
     Idempotent per (market, entry id): the same message delivered again (the broker restores an
     unacknowledged message after a worker died) or published twice (a matcher died between the
     publish and the acknowledgment) updates ``last_failed_at`` and ``deliveries`` of the one row and
-    never changes its status, so a handled letter is not brought back. A new letter counts once in
-    ``spot_dead_letters_total``. Raises the DB's errors (the task retries them).
+    never changes its status, so a handled letter is not brought back. Each letter counts once in
+    ``spot_dead_letters_total``, also when the worker died between the commit and the count (the
+    message comes back and counts it then). Raises the DB's and Redis's errors (the task retries them).
     """
     failed = _when(failed_at)
     if reason_kind is None:
@@ -136,18 +137,32 @@ def dead_letter_record(
             letter.last_failed_at = max(letter.last_failed_at, failed)
             letter.deliveries = max(letter.deliveries, deliveries)
             letter.save(update_fields=["last_failed_at", "deliveries"])
-    if created:
-        _count(market, reason_kind)
+    _count_once(letter.pk, market, letter.reason_kind)
     return letter, created
 
 
-def _count(market: str, reason_kind: str) -> None:
-    """``spot_dead_letters_total``: a Redis hash, so it survives restarts and purges. A letter whose
-    count cannot be written (Redis down) is still recorded; the counter then reads one short."""
-    try:
-        redis_client().hincrby(keys.dead_letter_counts(), f"{market}\t{reason_kind}", 1)
-    except redis.RedisError:
-        logger.warning("dead letter of %s not counted: Redis unavailable", market or "a task", exc_info=True)
+# Count a letter at most once: its marker and the counter live in the same Redis, so they are kept or
+# lost together. Run for every delivery of the record task, not only the one that created the row: a
+# worker killed between the commit and the count leaves the count to the redelivered message.
+_COUNT_ONCE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  return redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+end
+return false
+"""
+
+
+def _count_once(letter_id: int, market: str, reason_kind: str) -> None:
+    """``spot_dead_letters_total``: a Redis hash, so it survives restarts and purges."""
+    client = redis_client()
+    client.eval(
+        _COUNT_ONCE,
+        2,
+        keys.dead_letter_counted(letter_id),
+        keys.dead_letter_counts(),
+        f"{market}\t{reason_kind}",
+        keys.DEAD_LETTER_COUNTED_TTL_S,
+    )
 
 
 def _when(value: str | datetime | None) -> datetime:

@@ -11,12 +11,13 @@ truth, so losing any of these loses no accepted order (``new`` orders are pushed
 | ``order:<id>``                   | hash   | ``settings.ORDER_CACHE_TTL`` | intake, matcher, reads  | order reads (FR-DS-002)   |
 | ``book:<market>``                | string | none (rewritten ~10/s)       | matcher                 | book API, market buys     |
 | ``lease:<market>``               | string | ``MATCHING_LEASE_TTL_MS``    | matcher (lease)         | other matchers            |
-| ``matcher:chain:<market>``       | string | none                         | worker start, watchdog  | drain tasks               |
-| ``matcher:heartbeat:<market>``   | string | ``HEARTBEAT_TTL_S``          | drain tasks             | watchdog (beat)           |
+| ``matcher:kick:<market>``        | string | ``KICK_TTL_S``               | watchdog (beat)         | watchdog (one kick a TTL) |
+| ``matcher:heartbeat:<market>``   | string | ``HEARTBEAT_TTL_S``          | the lease owner's drain | watchdog, readiness       |
 | ``matcher:stats:<market>``       | hash   | none                         | matcher                 | loadtest, operators       |
 | ``matcher:latency:<market>``     | list   | none (loadtest only)         | matcher, when recording | loadtest                  |
 | ``dlq:requeued:<dead letter id>`` | string | ``DEAD_LETTER_REQUEUED_TTL_S`` | a dead letter's requeue | the requeue (at most once) |
 | ``dlq:counts``                   | hash   | none (a counter)             | the dead letter record task | the web's ``/metrics`` |
+| ``dlq:counted:<dead letter id>`` | string | ``DEAD_LETTER_COUNTED_TTL_S`` | the dead letter record task | the same task (count once) |
 | ``naive:stats:<market>``         | hash   | none (benchmark only)        | the naive pipeline      | loadtest                  |
 | ``naive:latency:<market>``       | list   | none (benchmark only)        | the naive pipeline      | loadtest                  |
 | ``naive:ready:<market>``         | string | while its worker runs        | the naive worker        | loadtest                  |
@@ -30,7 +31,12 @@ ENQUEUED_MARKER_TTL_S = 7 * 24 * 3600  # as long as dead letters are kept (FR-RL
 # Longer than dead letters are kept (FR-RL-003, 7 days): a requeue that pushed and then failed to
 # commit finds its marker whenever it is tried again, and never pushes twice.
 DEAD_LETTER_REQUEUED_TTL_S = 8 * 24 * 3600
-HEARTBEAT_TTL_S = 5  # a drain task runs at least every slice (0.25 s) or blocking read (1 s)
+DEAD_LETTER_COUNTED_TTL_S = 8 * 24 * 3600  # longer than a letter can be delivered again
+# The owner writes its unix time after every drain slice (at least once a second); the key outlives a
+# stalled owner long enough for the watchdog (kicks after 5 s) and readiness (stale after 30 s) to
+# read how stale it is, rather than nothing.
+HEARTBEAT_TTL_S = 60
+KICK_TTL_S = 10  # the watchdog sends a market at most one kick this often (a kick expires as fast)
 
 
 def stream(market: str) -> str:
@@ -58,13 +64,13 @@ def lease(market: str) -> str:
     return f"lease:{market}"
 
 
-def chain(market: str) -> str:
-    """The id of the market's current drain chain."""
-    return f"matcher:chain:{market}"
+def kick(market: str) -> str:
+    """Present while a watchdog kick for the market may still be waiting on its match queue."""
+    return f"matcher:kick:{market}"
 
 
 def heartbeat(market: str) -> str:
-    """Present while the market's drain chain runs."""
+    """The unix time (a float string) of the market's owner's last drain slice."""
     return f"matcher:heartbeat:{market}"
 
 
@@ -93,6 +99,11 @@ def naive_ready(market: str) -> str:
 def dead_letter_requeued(dead_letter_id: int) -> str:
     """The new stream entry id (or task id) a dead letter was requeued as; set once, with the push."""
     return f"dlq:requeued:{dead_letter_id}"
+
+
+def dead_letter_counted(dead_letter_id: int) -> str:
+    """Set when the letter was counted in ``dead_letter_counts`` (at most once per letter)."""
+    return f"dlq:counted:{dead_letter_id}"
 
 
 def dead_letter_counts() -> str:
