@@ -16,8 +16,9 @@ import os
 import platform
 import secrets
 import subprocess
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -26,7 +27,7 @@ from typing import Any
 
 import redis
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, connections
 
 from bench import feed, workload
 from bench.processes import Worker, wait_for
@@ -41,6 +42,9 @@ from spot.redis import redis_client
 ROOT = Path(__file__).resolve().parent.parent
 QUOTE_FUNDING = Decimal("100000000")
 BASE_FUNDING = Decimal("100000")
+PROGRESS_EVERY_S = 5.0  # a long run says how far it got this often (a 50,000-order run takes minutes)
+
+Write = Callable[[str], object]  # where progress lines go (the command passes its stderr), or None: quiet
 
 
 @dataclass
@@ -77,6 +81,76 @@ def percentile(sorted_values: Sequence[float], share: float) -> float:
         return 0.0
     rank = min(len(sorted_values) - 1, max(0, math.ceil(share * len(sorted_values)) - 1))
     return float(sorted_values[rank])
+
+
+# -- progress ----------------------------------------------------------------------------------
+
+
+class Progress:
+    """While a phase runs, a line every ``every_s`` seconds: how many of ``total`` are done (and sent,
+    given ``sent``), the rate and the time elapsed; a last line when the phase ends. ``done`` and
+    ``sent`` are called on a thread of their own (they read Redis or the DB; a Django connection
+    opened there is closed with the thread). With ``write=None`` (``--quiet``) it prints nothing.
+
+        with Progress(self.stderr.write, "pipeline", "settled", len(items), settled_count):
+            wait_for(queue.settled, ...)
+    """
+
+    def __init__(
+        self,
+        write: Write | None,
+        what: str,
+        verb: str,
+        total: int,
+        done: Callable[[], int],
+        *,
+        sent: Callable[[], int] | None = None,
+        every_s: float = PROGRESS_EVERY_S,
+    ) -> None:
+        self.write, self.what, self.verb, self.total = write, what, verb, total
+        self.done, self.sent, self.every_s = done, sent, every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = 0.0
+
+    def __enter__(self) -> Progress:
+        self._started = time.perf_counter()
+        if self.write is not None:
+            self._thread = threading.Thread(target=self._run, name=f"progress {self.what}", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        if exc_type is None:
+            self._line(self.total, None, last=True)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.every_s):
+                try:
+                    done, sent = self.done(), None if self.sent is None else self.sent()
+                except Exception as exc:  # noqa: BLE001 - a progress line must never end the run
+                    self._say(f"{self.what}: progress unavailable ({exc!r})")
+                    continue
+                self._line(done, sent)
+        finally:
+            connections.close_all()  # this thread's own, if a count used the ORM
+
+    def _line(self, done: int, sent: int | None, *, last: bool = False) -> None:
+        elapsed = time.perf_counter() - self._started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        line = f"{self.what}: {done:,} of {self.total:,} {self.verb} {'in' if last else 'after'} {elapsed:.1f} s"
+        line += f" ({rate:,.0f}/s)" + ("" if sent is None else f", {sent:,} sent")
+        self._say(line)
+
+    def _say(self, line: str) -> None:
+        write = self.write
+        assert write is not None
+        write(line)
 
 
 # -- scratch markets ---------------------------------------------------------------------------
@@ -165,11 +239,13 @@ def run_pipeline(
     batch_size: int,
     keep: bool = False,
     mid: Decimal = Decimal("30000"),
+    progress: Write | None = None,
 ) -> RunResult:
+    """Run ``commands`` through the real pipeline on a scratch market; progress lines go to ``progress``."""
     client = redis_client()
     with scratch_market(template, users, keep=keep) as scratch:
         market = scratch.market
-        items, intake_seconds, totals = _accept(client, scratch, commands, mid)
+        items, intake_seconds, totals = _accept(client, scratch, commands, mid, "pipeline", progress)
         stats_key = keys.matcher_stats(market.code)
         queue = RedisStreamOrderQueue(client, market.code)
         if not rate:
@@ -183,9 +259,14 @@ def run_pipeline(
             wait_for(lambda: client.hexists(stats_key, "started_at"), 60, "the matcher to start", worker)
             statements_before = int(client.hget(stats_key, "statements") or 0)
             started_ms = int(float(client.hget(stats_key, "started_at")) * 1000)
-            if rate:
-                feed.push(client, market, items, rate=rate)
-            wait_for(queue.settled, 120 + len(items) / 500, "the stream to be drained", worker)
+
+            def settled() -> int:  # commands in committed and acknowledged batches
+                return int(client.hget(stats_key, "commands") or 0)
+
+            with Progress(progress, "pipeline", "settled", len(items), settled, sent=lambda: _sent(client, queue)):
+                if rate:
+                    feed.push(client, market, items, rate=rate)
+                wait_for(queue.settled, 120 + len(items) / 500, "the stream to be drained", worker)
             statements = int(client.hget(stats_key, "statements") or 0) - statements_before
         finally:
             worker.stop()
@@ -195,15 +276,29 @@ def run_pipeline(
 
 
 def _accept(
-    client: redis.Redis, scratch: Scratch, commands: Sequence[workload.Command], mid: Decimal
+    client: redis.Redis,
+    scratch: Scratch,
+    commands: Sequence[workload.Command],
+    mid: Decimal,
+    what: str,
+    progress: Write | None,
 ) -> tuple[list[tuple[str, int | None]], float, dict[str, Decimal]]:
     """Accept the stream through intake; returns its stream items, the seconds it took, and the
     per-asset totals the end state must still have."""
     market = scratch.market
     feed.publish_reference(client, market, mid + 20 * market.tick_size)
+    places = sum(1 for command in commands if isinstance(command, workload.Place))
+    accepted = Order.objects.filter(coin=market.coin, currency=market.currency).count  # idx_orders_currency_coin_status
     started = time.perf_counter()
-    items = feed.accept(market, scratch.user_ids, commands)
+    with Progress(progress, f"{what} intake", "orders accepted", places, accepted):
+        items = feed.accept(market, scratch.user_ids, commands)
     return items, time.perf_counter() - started, invariants.asset_totals([market.coin, market.currency])
+
+
+def _sent(client: redis.Redis, queue: RedisStreamOrderQueue) -> int:
+    """Entries ever added to the market's stream (Redis 7's ``entries-added``; trimming does not
+    lower it)."""
+    return int(client.xinfo_stream(queue.key).get("entries-added", 0))
 
 
 def _checked(
@@ -253,20 +348,26 @@ def run_naive(
     users: int,
     keep: bool = False,
     mid: Decimal = Decimal("30000"),
+    progress: Write | None = None,
 ) -> RunResult:
+    """Run ``commands`` through the naive per-order pipeline on a scratch market."""
     from bench import naive
 
     client = redis_client()
     with scratch_market(template, users, keep=keep) as scratch:
         market = scratch.market
-        items, intake_seconds, totals = _accept(client, scratch, commands, mid)
+        items, intake_seconds, totals = _accept(client, scratch, commands, mid, "naive", progress)
         worker = Worker(naive.queue_name(market.code), {}, naive.WORKER_ARGS)
         try:
             wait_for(lambda: naive.ready(market.code), 60, "the naive worker to start", worker)
-            naive.send_naive(market.code, items, rate)
-            wait_for(
-                lambda: naive.processed(market.code) >= len(items), 300 + len(items) / 100, "the naive worker", worker
-            )
+            with Progress(progress, "naive", "processed", len(items), lambda: naive.processed(market.code)):
+                naive.send_naive(market.code, items, rate)
+                wait_for(
+                    lambda: naive.processed(market.code) >= len(items),
+                    300 + len(items) / 100,
+                    "the naive worker",
+                    worker,
+                )
         finally:
             worker.stop()
         samples = naive.samples(market.code)

@@ -11,6 +11,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import OperationalError, connection
+from django.db.migrations.executor import MigrationExecutor
 
 from bench import loadtest, workload
 
@@ -23,6 +25,34 @@ def _rates(text: str) -> list[float]:
     if not rates or any(rate <= 0 for rate in rates):
         raise CommandError("--sweep-rates needs positive rates, e.g. 1000,2000,5000,8000", returncode=2)
     return rates
+
+
+def _require_migrated() -> None:
+    """Stop with a message naming the fix when the database is missing, unreachable or not migrated.
+
+    It does not migrate by itself: which database the environment names is the operator's choice
+    (a mistyped ``MYSQL_DATABASE`` must not quietly get a schema), and a migration's time has no
+    place in a measurement.
+    """
+    name = connection.settings_dict["NAME"]
+    try:
+        executor = MigrationExecutor(connection)
+        unapplied = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except OperationalError as exc:
+        if exc.args and exc.args[0] == 1049:  # ER_BAD_DB_ERROR: unknown database
+            raise CommandError(
+                f"the database {name!r} does not exist: create it (CREATE DATABASE {name} CHARACTER SET utf8mb4), "
+                "then run `python manage.py migrate`",
+                returncode=2,
+            ) from None
+        raise CommandError(f"cannot use the database {name!r}: {exc}", returncode=2) from None
+    if unapplied:
+        state = "has no tables" if not connection.introspection.table_names() else "is not up to date"
+        raise CommandError(
+            f"the database {name!r} {state} ({len(unapplied)} migrations not applied): "
+            "run `python manage.py migrate` first",
+            returncode=2,
+        )
 
 
 class Command(BaseCommand):
@@ -47,12 +77,19 @@ class Command(BaseCommand):
             "--measure-rebuild", action="store_true", help="measure matcher start-up at --resting orders"
         )
         parser.add_argument("--keep", action="store_true", help="keep the scratch markets' data for inspection")
+        parser.add_argument(
+            "--quiet", action="store_true", help="no progress lines on stderr (by default one every few seconds)"
+        )
+
+    def _progress(self, line: str) -> None:
+        self.stderr.write(line, style_func=str)  # plain: stderr's default style is the error colour
 
     def handle(self, *args: Any, **o: Any) -> None:
         if o["orders"] <= 0 or o["users"] <= 0 or o["batch_size"] <= 0:
             raise CommandError("--orders, --users and --batch-size must be positive", returncode=2)
         if o["rate"] < 0:
             raise CommandError("--rate must be 0 (as fast as possible) or positive", returncode=2)
+        _require_migrated()
         json_path = Path(o["json_path"]) if o["json_path"] else None
         if json_path:
             json_path.parent.mkdir(parents=True, exist_ok=True)  # the plot is drawn before the JSON is written
@@ -65,7 +102,7 @@ class Command(BaseCommand):
             self.stdout.write(", ".join(f"{k}: {v}" for k, v in data["rebuild"].items()))
         else:
             commands = workload.generate(o["orders"], seed=o["seed"], users=o["users"])
-            common = {"users": o["users"], "keep": o["keep"]}
+            common = {"users": o["users"], "keep": o["keep"], "progress": None if o["quiet"] else self._progress}
             if o["sweep_rates"]:
                 points = []
                 for rate in _rates(o["sweep_rates"]):
