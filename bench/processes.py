@@ -19,7 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class Worker:
     """A Celery worker process of this project on one queue (solo pool, one task at a time), with this
-    process's settings module and database; the loadtest and the process tests start matchers so."""
+    process's settings module and database; the loadtest and the process tests start matchers so.
+
+    ``typed=True`` starts it as an operator types it, ``celery -A spot worker -Q <queue>`` and the log
+    level, nothing else: no pool, concurrency or node name (``spot.worker`` makes it a matcher)."""
 
     def __init__(
         self,
@@ -30,6 +33,7 @@ class Worker:
         log_path: Path | None = None,
         loglevel: str = "warning",
         name: str | None = None,
+        typed: bool = False,
     ) -> None:
         env = dict(os.environ)
         env.update(
@@ -44,8 +48,11 @@ class Worker:
         self.log_path = log_path
         self._log = open(self.log_path, "ab")
         celery = str(Path(sys.executable).parent / "celery")
-        command = [celery, "-A", "spot", "worker", "-Q", queue, "-P", "solo", "-c", "1", "-l", loglevel]
-        command += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name or queue}@%h", *args]
+        command = [celery, "-A", "spot", "worker", "-Q", queue, "-l", loglevel]
+        if not typed:
+            command += ["-P", "solo", "-c", "1", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+            command += ["-n", f"{name or queue}@%h"]
+        command += args
         self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def rss_mib(self) -> float:
@@ -55,6 +62,13 @@ class Worker:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
         return 0.0
+
+    def children(self) -> list[int]:
+        """Pids of the worker's child processes (a prefork pool has some; a matcher none), from /proc."""
+        found: list[int] = []
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            found += [int(pid) for pid in (task / "children").read_text(encoding="ascii").split()]
+        return found
 
     def kill(self) -> None:
         """kill -9: no shutdown handler runs; the market's lease stays until it expires."""

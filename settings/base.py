@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from settings.env import env_bool, env_float, env_int, env_list, env_str
+from settings.env import env_bool, env_float, env_int, env_int_map, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -124,7 +124,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1_000_000)
 CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower shows tasks live
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # LOGGING below formats every line, with its correlation id
-CELERY_TASK_SEND_SENT_EVENT = True
+# No "task-sent" events: they come from whoever sends a task, and every drain slice is one (Flower's
+# task list filled with drains); workers' received/started/succeeded events show every task but the
+# drains (matching.drain sets send_events = False).
+CELERY_TASK_SEND_SENT_EVENT = False
 
 # --- Matching -----------------------------------------------------------------------------------
 MATCHING_BATCH_SIZE = env_int("MATCHING_BATCH_SIZE", 50)  # FR-PF-005; larger trades latency for throughput
@@ -137,7 +140,13 @@ MATCHING_IDLE_BLOCK_MS = env_int("MATCHING_IDLE_BLOCK_MS", 1_000)
 MATCHING_QUEUES: dict[str, str] = {}
 MATCHING_REDIS_URL = env_str("MATCHING_REDIS_URL", REDIS_URL)
 MATCHING_RECORD_LATENCY = env_bool("MATCHING_RECORD_LATENCY", False)  # per-order latencies for the loadtest
-MATCHER_METRICS_PORT = env_int("MATCHER_METRICS_PORT", 0)  # 0: the matcher serves no /metrics
+# Each matcher serves /metrics and /health (FR-OB-001, FR-RL-004) on a port of its queue
+# (matching.worker.server): MATCHER_METRICS_PORT > 0 overrides, < 0 serves none; 0 derives it from
+# MATCHER_METRICS_PORTS, else MATCHER_METRICS_BASE_PORT + the queue's rank.
+MATCHER_METRICS_PORT = env_int("MATCHER_METRICS_PORT", 0)
+MATCHER_METRICS_PORTS = env_int_map("MATCHER_METRICS_PORTS", {"match_btc": 9101, "match_eth": 9102})
+MATCHER_METRICS_BASE_PORT = env_int("MATCHER_METRICS_BASE_PORT", 9100)
+MATCHER_METRICS_HOST = env_str("MATCHER_METRICS_HOST", "127.0.0.1")
 ORDER_CACHE_TTL = 3600  # FR-DS-002
 ORDER_SWEEP_AFTER_S = env_int("ORDER_SWEEP_AFTER_S", 5)  # a `new` order this old is re-pushed
 # A market buy given in base quantity holds quantity x reference price x (1 + collar); it never

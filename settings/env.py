@@ -56,3 +56,22 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_int_map(name: str, default: dict[str, int]) -> dict[str, int]:
+    """``key=integer`` pairs, comma-separated (``match_btc=9101,match_eth=9102``)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return dict(default)
+    result: dict[str, int] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        key, sep, value = (piece.strip() for piece in item.partition("="))
+        if not sep or not key:
+            raise ImproperlyConfigured(f"{name} must be key=integer pairs separated by commas, not {raw!r}")
+        try:
+            result[key] = int(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: the value of {key!r} must be an integer, not {value!r}") from None
+    return result

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery, Task
+from kombu.utils.objects import cached_property
 
 from spot.correlation import current
 from spot.resilience import TRANSIENT_ERRORS, CircuitOpen, RetryPolicy
@@ -104,6 +105,16 @@ class SpotTask(Task):  # type: ignore[misc]
             logger.exception("task %s[%s] failed and could not be dead-lettered", self.name, task_id)
 
 
-app = Celery("spot", task_cls=SpotTask)
+class SpotCelery(Celery):  # type: ignore[misc]
+    """The app, with the project's ``celery worker`` program (``spot.worker.Worker``: a worker on match
+    queues runs as a single-process matcher). Celery takes no worker class argument, so ``Worker`` is
+    overridden as Celery defines it; the string keeps ``spot.worker`` unimported until a worker starts."""
+
+    @cached_property
+    def Worker(self) -> Any:
+        return self.subclass_with_self("spot.worker:Worker")
+
+
+app = SpotCelery("spot", task_cls=SpotTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
+import MySQLdb
 import redis
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -24,9 +25,13 @@ T = TypeVar("T")
 
 # What is worth retrying: the database or Redis went away or is busy. Everything else is a bug or bad
 # input, and retrying it only delays the dead letter queue.
+# The raw MySQLdb errors too: the matcher's store has its own connection, outside Django's wrapping,
+# and SpotTask's autoretry_for is this tuple.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
     InterfaceError,
+    MySQLdb.OperationalError,
+    MySQLdb.InterfaceError,
     redis.ConnectionError,
     redis.TimeoutError,
     redis.BusyLoadingError,
@@ -37,13 +42,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` is a passing fault of the DB or Redis (also the raw MySQLdb errors)."""
-    if isinstance(exc, TRANSIENT_ERRORS):
-        return True
-    try:
-        import MySQLdb
-    except ImportError:  # pragma: no cover - mysqlclient is a requirement
-        return False
-    return isinstance(exc, MySQLdb.OperationalError | MySQLdb.InterfaceError)
+    return isinstance(exc, TRANSIENT_ERRORS)
 
 
 @dataclass(frozen=True)

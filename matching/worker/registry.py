@@ -1,12 +1,24 @@
-"""This process's engines, which Celery queue serves a market, and the drain chains' bookkeeping.
+"""This process's engines, which Celery queue serves a market, the drain chains and the heartbeat.
 
 Markets route to ``match_<coin>`` by default (btc_usdt -> match_btc), or as ``MATCHING_QUEUES`` says,
-so ``celery -A spot worker -Q match_btc -P solo`` serves the BTC markets.
+so ``celery -A spot worker -Q match_btc`` serves the BTC markets (``spot.worker`` makes it one process).
+
+Chains are per process. Each matcher process consumes, besides its match queue, a private queue of its
+own (``private_queue_name``); its drain chain of a market is a message that the process sends itself
+on that queue again and again, with a chain id that only this process knows (``chain_start``). So a
+second matcher of the same queue (a standby) never receives, and cannot steal, the owner's chain
+messages, and a message restored after a crash cannot start a second chain: it goes back to the dead
+process's private queue, and a stray one carries an id no living process runs. The shared match queue
+only carries *kicks* (``drain(market)`` without a chain), from the watchdog and from operators: a
+process whose own chain of the market stalled adopts a kick as its new chain.
+
+Only the lease owner records the market's heartbeat: the unix time of its last drain (``keys.heartbeat``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 
@@ -35,6 +47,15 @@ def markets_for_queues(queues: set[str]) -> list[str]:
     return [m.code for m in Market.objects.filter(enabled=True).order_by("id") if queue_for(m.code) in queues]
 
 
+def queues_in_market_order() -> list[str]:
+    """Every match queue some market (enabled or not) routes to, ordered by the first market's id: a
+    queue keeps its rank as markets are added (``matching.worker.server`` derives ports from it)."""
+    ordered: dict[str, None] = {}
+    for market in Market.objects.order_by("id").only("coin", "currency"):
+        ordered.setdefault(queue_for(market.code))
+    return list(ordered)
+
+
 def engine_for(market_code: str) -> MatchingEngine:
     """This process's engine for the market (built on first use; not started)."""
     engine = _engines.get(market_code)
@@ -53,31 +74,118 @@ def engine_count() -> int:
 
 
 def forget_engines() -> None:
-    """Stop and drop this process's engines (worker shutdown, tests)."""
+    """Stop and drop this process's engines and chains (worker shutdown, tests)."""
     for engine in _engines.values():
         try:
             engine.stop()
         except Exception:
             logger.exception("stopping matcher %s", engine.market)
     _engines.clear()
+    _chains.clear()
 
 
-def new_chain(market_code: str) -> str:
-    """Start a new drain chain for the market, superseding any other; returns its id."""
-    chain = f"{int(time.time())}-{uuid.uuid4().hex[:8]}"
-    redis_client().set(keys.chain(market_code), chain)
-    return chain
+# -- this process's drain chains ---------------------------------------------------------------
+
+
+class _Chain:
+    """One market's drain chain in this process: its id, when a slice last ran, the role it found."""
+
+    __slots__ = ("error", "id", "ran_at", "role")
+
+    def __init__(self, chain_id: str) -> None:
+        self.id = chain_id
+        self.ran_at = time.monotonic()
+        self.role = ""  # "owner" | "standby" once a slice ran
+        self.error = ""  # the last slice's exception, "" when it went through
+
+
+_chains: dict[str, _Chain] = {}
+_private_queue: str | None = None
+
+
+def private_queue_prefix(match_queues: list[str]) -> str:
+    """What the private queues of the matchers of ``match_queues`` start with: ``<queues>.chain``."""
+    return f"{'+'.join(sorted(match_queues))}.chain"
+
+
+def private_queue_name(match_queues: list[str], nodename: str, pid: int | None = None) -> str:
+    """The queue only this process consumes: ``<match queues>.chain.<node name>.<pid>``."""
+    return f"{private_queue_prefix(match_queues)}.{nodename}.{os.getpid() if pid is None else pid}"
+
+
+def set_private_queue(name: str | None) -> None:
+    global _private_queue
+    _private_queue = name
+
+
+def private_queue() -> str | None:
+    """This process's private queue, None outside a matcher worker."""
+    return _private_queue
+
+
+def chain_start(market_code: str) -> str:
+    """Start this process's drain chain of the market, superseding the one it ran before; returns its id."""
+    chain_id = f"{int(time.time())}-{uuid.uuid4().hex[:8]}"
+    _chains[market_code] = _Chain(chain_id)
+    return chain_id
 
 
 def chain_is_current(market_code: str, chain: str) -> bool:
-    current = redis_client().get(keys.chain(market_code))
-    return current is not None and current.decode() == chain
+    """Whether ``chain`` is this process's chain of the market (a stray or older message is not)."""
+    current = _chains.get(market_code)
+    return current is not None and current.id == chain
+
+
+def chain_idle_s(market_code: str) -> float | None:
+    """Seconds since this process's chain of the market last ran a slice; None without a chain."""
+    current = _chains.get(market_code)
+    return None if current is None else time.monotonic() - current.ran_at
+
+
+def chain_ran(market_code: str, *, role: str | None = None, error: BaseException | None = None) -> str:
+    """A slice of the market's chain ran: as ``role`` when it got that far, or failing with ``error``.
+    Returns the role the chain had before (``""`` if none), so the caller can log a change once."""
+    current = _chains.get(market_code)
+    if current is None:
+        return ""
+    previous = current.role
+    current.ran_at = time.monotonic()
+    if role is not None:
+        current.role = role
+    current.error = "" if error is None else f"{type(error).__name__}: {error}"
+    return previous
+
+
+def chains_health() -> dict[str, dict[str, object]]:
+    """Per market this process runs a chain for: ``owner``, ``role``, ``last_drain_age_s``, ``error``."""
+    now = time.monotonic()
+    report: dict[str, dict[str, object]] = {}
+    for code, current in list(_chains.items()):
+        engine = _engines.get(code)
+        report[code] = {
+            "owner": bool(engine is not None and engine.started and engine.lease.held),
+            "role": current.role or "starting",
+            "last_drain_age_s": round(now - current.ran_at, 3),
+            "error": current.error or None,
+        }
+    return report
+
+
+# -- the market's heartbeat (only the lease owner writes it) -------------------------------------
 
 
 def record_heartbeat(market_code: str) -> None:
-    """The market's drain chain is alive; the watchdog starts a new one when this expires."""
-    redis_client().set(keys.heartbeat(market_code), "1", ex=keys.HEARTBEAT_TTL_S)
+    """The owner drained the market now: the watchdog and readiness read the age of this."""
+    redis_client().set(keys.heartbeat(market_code), f"{time.time():.6f}", ex=keys.HEARTBEAT_TTL_S)
 
 
-def heartbeat_fresh(market_code: str) -> bool:
-    return bool(redis_client().exists(keys.heartbeat(market_code)))
+def heartbeat_age(market_code: str) -> float | None:
+    """Seconds since the market's owner last drained it; None when no owner drained it within
+    ``keys.HEARTBEAT_TTL_S``."""
+    raw = redis_client().get(keys.heartbeat(market_code))
+    if raw is None:
+        return None
+    try:
+        return max(0.0, time.time() - float(raw))
+    except ValueError:
+        return None  # written by an older version ("1"): as good as none

@@ -23,10 +23,10 @@ def matchers(tmp_path, redis_client):
     started: list[Worker] = []
 
     class Starter:
-        def start(self, queue: str = "match_btc", env: dict[str, str] | None = None) -> Worker:
+        def start(self, queue: str = "match_btc", env: dict[str, str] | None = None, *, typed: bool = False) -> Worker:
             n = len(started)
             log = tmp_path / f"matcher-{n}.log"
-            worker = Worker(queue, env or {}, log_path=log, loglevel="info", name=f"{queue}-{n}")
+            worker = Worker(queue, env or {}, log_path=log, loglevel="info", name=f"{queue}-{n}", typed=typed)
             started.append(worker)
             return worker
 

@@ -98,7 +98,7 @@ def test_a_second_matcher_on_the_same_queue_stands_by_and_nothing_is_matched_twi
     wait_until(lambda: stream_settled(redis_client, market), 60, message="the stream to be drained")
 
     _assert_end_state(market, [j for j, _ in items], totals)
-    wait_until(lambda: "this worker stands by" in second.log(), 15, message="the second matcher to stand by")
+    wait_until(lambda: "stands by (market btc_usdt" in second.log(), 15, message="the second matcher to stand by")
     assert (first.log() + second.log()).count("lease lease:btc_usdt acquired") == 1
 
 

@@ -1,0 +1,29 @@
+"""The typed readers of ``settings.env``: a bad value stops start-up with a message naming it."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from settings.env import env_int_map
+
+
+def test_a_map_of_ports_is_read_from_comma_separated_pairs(monkeypatch):
+    monkeypatch.setenv("SOME_PORTS", " match_btc=9201, match_sol = 9205 ,")
+
+    assert env_int_map("SOME_PORTS", {}) == {"match_btc": 9201, "match_sol": 9205}
+
+
+def test_an_unset_map_is_the_default(monkeypatch):
+    monkeypatch.delenv("SOME_PORTS", raising=False)
+
+    assert env_int_map("SOME_PORTS", {"match_btc": 9101}) == {"match_btc": 9101}
+
+
+@pytest.mark.parametrize(("raw", "says"), [("match_btc:9101", "key=integer"), ("match_btc=x", "'match_btc'")])
+def test_a_malformed_map_names_the_variable_and_the_problem(monkeypatch, raw, says):
+    monkeypatch.setenv("SOME_PORTS", raw)
+
+    with pytest.raises(ImproperlyConfigured, match="SOME_PORTS") as error:
+        env_int_map("SOME_PORTS", {})
+    assert says in str(error.value)
