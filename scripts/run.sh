@@ -15,7 +15,10 @@ cat <<INFO
   API            http://127.0.0.1:8000/api/markets   (orders: /api/orders, basic auth traderN / traderN-demo)
   Django admin   http://127.0.0.1:8000/admin/        ($(echo "$seed" | grep 'admin login' | sed 's/admin login: //'))
   Flower         http://127.0.0.1:5555/
-  Metrics        http://127.0.0.1:8000/metrics (web)   http://127.0.0.1:9101/metrics (match_btc)   http://127.0.0.1:9102/metrics (match_eth)
+  Health         http://127.0.0.1:8000/health/live   http://127.0.0.1:8000/health/ready (503 until the DB, Redis and every matcher answer)
+                 http://127.0.0.1:9101/health (match_btc)   http://127.0.0.1:9102/health (match_eth)
+  Metrics        http://127.0.0.1:8000/metrics (web, every gunicorn worker)   http://127.0.0.1:9101/metrics (match_btc)   http://127.0.0.1:9102/metrics (match_eth)
+  Prometheus     prometheus --config.file=deploy/prometheus/prometheus.yml   (scrapes the above; alert rules in deploy/prometheus/rules)
   Some traffic   make demo-load   (or: .venv/bin/python manage.py demo_load)
 
 INFO

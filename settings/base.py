@@ -163,6 +163,13 @@ BREAKER_FAILURE_THRESHOLD = env_int("BREAKER_FAILURE_THRESHOLD", 5)
 BREAKER_RESET_S = env_float("BREAKER_RESET_S", 30.0)
 BREAKER_HALF_OPEN_CALLS = env_int("BREAKER_HALF_OPEN_CALLS", 3)
 
+# --- Health checks (FR-RL-004) --------------------------------------------------------------------
+# Connect and read timeout of /health/ready's DB and Redis checks: a dependency slower than this is
+# reported down rather than hanging the probe.
+HEALTH_CHECK_TIMEOUT_S = env_float("HEALTH_CHECK_TIMEOUT_S", 1.0)
+# A matcher whose heartbeat (its last drain) is older than this is stale: /health/ready answers 503.
+MATCHER_HEARTBEAT_STALE_S = env_float("MATCHER_HEARTBEAT_STALE_S", 30.0)
+
 # --- Dead letter queue (FR-RL-003) --------------------------------------------------------------
 DEAD_LETTER_RETENTION_DAYS = env_int("DEAD_LETTER_RETENTION_DAYS", 7)  # handled letters; `dead` ones stay
 # Each dead letter is the task ``deadletters.record`` on this queue (spot.celery), whoever sends it.

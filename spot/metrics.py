@@ -1,5 +1,13 @@
-"""Prometheus metrics (FR-OB-001). Web processes expose them at ``/metrics`` (django-prometheus);
-each matcher worker serves its own on ``MATCHER_METRICS_PORT``.
+"""Prometheus metrics (FR-OB-001). Web processes expose them at ``/metrics`` (``spot.exporter``);
+each matcher worker serves its own on its metrics port.
+
+The web runs several gunicorn workers: there prometheus_client's multiprocess mode is on
+(``PROMETHEUS_MULTIPROC_DIR``, set by ``deploy/gunicorn.conf.py`` for the web only), each worker
+writes its values to files and a scrape sums them, so a counter reads the same through any worker.
+A gauge says how its values from several processes combine (``multiprocess_mode``; ignored by the
+single-process matchers, which keep the default registry). Gauges computed at scrape time from Redis
+or the DB (matcher heartbeat age, dead letters) are collectors in ``spot.exporter`` and
+``orders.deadletters``, not here.
 """
 
 from __future__ import annotations
@@ -18,16 +26,27 @@ ORDER_LATENCY = Histogram(
 ORDERS = Counter("spot_orders_total", "Commands applied by the matcher, by outcome.", ["market", "outcome"])
 TRADES = Counter("spot_trades_total", "Trades made by the matcher.", ["market"])
 ERRORS = Counter("spot_errors_total", "Errors by type.", ["market", "type"])
-QUEUE_DEPTH = Gauge("spot_queue_depth", "Entries waiting in the market's stream (not yet delivered).", ["market"])
+QUEUE_DEPTH = Gauge(
+    "spot_queue_depth",
+    "Entries waiting in the market's stream (not yet delivered).",
+    ["market"],
+    multiprocess_mode="livemostrecent",  # the latest measurement of a live process
+)
 BATCH_SIZE = Histogram(
     "spot_batch_commands", "Commands per matcher batch.", ["market"], buckets=(1, 5, 10, 25, 50, 100, 250, 500)
 )
 DB_STATEMENTS = Counter("spot_matcher_db_statements_total", "SQL statements the matcher sent.", ["market"])
-BREAKER_STATE = Gauge("spot_circuit_open", "1 while the named circuit breaker is open or half-open.", ["circuit"])
+BREAKER_STATE = Gauge(
+    "spot_circuit_open",
+    "1 while the named circuit breaker is open or half-open.",
+    ["circuit"],
+    multiprocess_mode="livemax",  # open in any live process reads 1
+)
 
 
 def breaker_changed(name: str, state: object) -> None:
-    """A circuit breaker's ``on_change``: the gauge reads 1 unless the breaker is closed."""
+    """A circuit breaker's ``on_change`` (also called when the breaker is created, so the gauge has a
+    sample, 0, from the start): the gauge reads 1 unless the breaker is closed."""
     BREAKER_STATE.labels(name).set(0 if str(state) == "closed" else 1)
 
 

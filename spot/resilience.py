@@ -103,6 +103,12 @@ class CircuitBreaker:
     _trial_successes: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        # FR-OB-001: the breaker's state has a sample from its creation (0, closed), not only from
+        # its first change, so an alert on it and a dashboard see the breaker before it ever opens.
+        if self.on_change is not None:
+            self.on_change(self.name, self._state)
+
     @classmethod
     def from_settings(cls, name: str, **kwargs: object) -> CircuitBreaker:
         return cls(

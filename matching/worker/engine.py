@@ -99,6 +99,9 @@ class MatchingEngine:
         if not self.lease.acquire():
             raise NotOwner(f"market {self.market} is matched by {self.lease.owner()}; this worker stands by")
         self.queue.ensure_group()
+        # FR-OB-001: the depth has a sample from the start, not only after the first slice (a
+        # rebuild of a large book takes seconds).
+        metrics.QUEUE_DEPTH.labels(self.market).set(self.queue.depth())
         self.epoch, last_entry, last_seq = self.store.claim_epoch(self.spec.id)
         self.checkpoint = entry_key(last_entry)
         started = time.perf_counter()

@@ -1,0 +1,50 @@
+"""Gunicorn settings of the web process: ``gunicorn -c deploy/gunicorn.conf.py spot.wsgi`` (the Procfile's
+``web:`` line, which also gives the bind address and the number of workers).
+
+Metrics (FR-OB-001): the web runs several worker processes, and a scrape reaches one of them. So the
+web runs prometheus_client in multiprocess mode: each worker writes its metric values to files in
+``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` (``spot.exporter``) sums them all. The directory is set
+here, for the web processes only (the matchers are single processes and keep the default registry);
+it is emptied when the master starts, so counters start from zero with the web and never mix with a
+former run's, and a worker that exits is marked dead, so the ``live*`` gauges drop its values while
+the counters keep them (a counter never goes back when a worker is replaced).
+
+Access log lines carry the request's correlation id (the ``X-Correlation-ID`` response header,
+FR-OB-002) and the worker's pid.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Set before any worker imports prometheus_client (it picks its value store at import). An operator
+# may point it elsewhere (a tmpfs, say); the default keeps it with the repository's other run files.
+METRICS_DIR = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(ROOT / "var" / "prometheus-web"))
+
+wsgi_app = "spot.wsgi:application"
+bind = ["127.0.0.1:8000"]
+workers = 2
+accesslog = "-"
+# Combined log format, then the duration in ms, the worker's pid and the correlation id.
+access_log_format = (
+    '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms %(p)s [%({x-correlation-id}o)s]'
+)
+loglevel = "warning"
+
+
+def on_starting(server):
+    """Master start: an empty metrics directory (only the metric files: the directory may be shared)."""
+    os.makedirs(METRICS_DIR, exist_ok=True)
+    for path in glob.glob(os.path.join(METRICS_DIR, "*.db")):
+        os.remove(path)
+
+
+def child_exit(server, worker):
+    """A worker exited (or was killed): its ``live*`` gauge values leave the sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, METRICS_DIR)
