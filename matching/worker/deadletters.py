@@ -82,7 +82,7 @@ class DeadLetters:
             detail["traceback"] = "".join(traceback.format_exception(exc))
         try:
             self.queue.send_to_dlq(entry.id, entry.data, reason, **detail)
-        except Exception:  # noqa: BLE001 - the broker's errors are kombu's, Redis's or the OS's
+        except Exception:  # the broker's errors are kombu's, Redis's or the OS's
             logger.exception(
                 "matcher %s: entry %s could not be dead-lettered; it stays pending and is tried again",
                 self.market,
