@@ -8,7 +8,10 @@ own (``private_queue_name``); its drain chain of a market is a message that the 
 on that queue again and again, with a chain id that only this process knows (``chain_start``). So a
 second matcher of the same queue (a standby) never receives, and cannot steal, the owner's chain
 messages, and a message restored after a crash cannot start a second chain: it goes back to the dead
-process's private queue, and a stray one carries an id no living process runs. The shared match queue
+process's private queue, and a stray one carries an id no living process runs. Each message also
+carries its turn, the number of slices before it: a duplicate of a message (restored by the broker
+while its process lives) comes with a turn that already ran and is dropped, so one chain stays one
+message at a time. The shared match queue
 only carries *kicks* (``drain(market)`` without a chain), from the watchdog and from operators: a
 process whose own chain of the market stalled adopts a kick as its new chain.
 
@@ -90,10 +93,11 @@ def forget_engines() -> None:
 class _Chain:
     """One market's drain chain in this process: its id, when a slice last ran, the role it found."""
 
-    __slots__ = ("error", "id", "ran_at", "role")
+    __slots__ = ("error", "id", "ran_at", "role", "turn")
 
     def __init__(self, chain_id: str) -> None:
         self.id = chain_id
+        self.turn = 0  # the turn of the next slice to run; one message carries it
         self.ran_at = time.monotonic()
         self.role = ""  # "owner" | "standby" once a slice ran
         self.error = ""  # the last slice's exception, "" when it went through
@@ -130,10 +134,11 @@ def chain_start(market_code: str) -> str:
     return chain_id
 
 
-def chain_is_current(market_code: str, chain: str) -> bool:
-    """Whether ``chain`` is this process's chain of the market (a stray or older message is not)."""
+def chain_is_current(market_code: str, chain: str, turn: int | None = None) -> bool:
+    """Whether ``chain`` is this process's chain of the market (a stray or older message is not) and,
+    with ``turn``, whether that turn is the one to run next (a duplicate's turn already ran)."""
     current = _chains.get(market_code)
-    return current is not None and current.id == chain
+    return current is not None and current.id == chain and (turn is None or turn == current.turn)
 
 
 def chain_idle_s(market_code: str) -> float | None:
@@ -143,8 +148,9 @@ def chain_idle_s(market_code: str) -> float | None:
 
 
 def chain_ran(market_code: str, *, role: str | None = None, error: BaseException | None = None) -> str:
-    """A slice of the market's chain ran: as ``role`` when it got that far, or failing with ``error``.
-    Returns the role the chain had before (``""`` if none), so the caller can log a change once."""
+    """A slice of the market's chain ran: as ``role`` when it got that far (the chain moves to its next
+    turn), or failing with ``error`` (its retry runs the same turn again). Returns the role the chain
+    had before (``""`` if none), so the caller can log a change once."""
     current = _chains.get(market_code)
     if current is None:
         return ""
@@ -152,8 +158,18 @@ def chain_ran(market_code: str, *, role: str | None = None, error: BaseException
     current.ran_at = time.monotonic()
     if role is not None:
         current.role = role
-    current.error = "" if error is None else f"{type(error).__name__}: {error}"
+    if error is None:
+        current.turn += 1
+        current.error = ""
+    else:
+        current.error = f"{type(error).__name__}: {error}"
     return previous
+
+
+def chain_turn(market_code: str) -> int:
+    """The turn of the market's next slice in this process (0 without a chain)."""
+    current = _chains.get(market_code)
+    return 0 if current is None else current.turn
 
 
 def chains_health() -> dict[str, dict[str, object]]:

@@ -1,6 +1,6 @@
 """Celery tasks of the matcher. Thin: they pick the engine and call it.
 
-``drain(market, chain)`` matches for a time slice, then sends the next ``drain`` message of its chain:
+``drain(market, chain, turn)`` matches for a time slice, then sends the next ``drain`` message of its chain:
 one Celery message per slice (many batches when busy, one blocking read when idle), never one per
 order. An idle matcher waits in a blocking stream read, so a new order is matched within
 milliseconds, not on a timer tick.
@@ -56,7 +56,8 @@ def _idle_block_ms() -> int:
 
 def send_drain(market: str, chain: str, countdown: float | None = None) -> None:
     """The chain's next slice, on this process's private queue (the shared queue outside a matcher)."""
-    drain.apply_async((market, chain), queue=registry.private_queue() or queue_for(market), countdown=countdown)
+    queue = registry.private_queue() or queue_for(market)
+    drain.apply_async((market, chain, registry.chain_turn(market)), queue=queue, countdown=countdown)
 
 
 def send_kick(market: str) -> None:
@@ -80,10 +81,11 @@ def send_kick(market: str) -> None:
     max_retries=None,
     send_events=False,
 )
-def drain(self: Any, market: str, chain: str | None = None) -> int:
+def drain(self: Any, market: str, chain: str | None = None, turn: int | None = None) -> int:
     """Match ``market``'s queued commands for up to ``SLICE_S``; returns how many were handled.
 
-    Without ``chain`` (a kick), start this process's chain of the market unless it runs."""
+    Without ``chain`` (a kick), start this process's chain of the market unless it runs. A message of
+    another chain, or of a turn that already ran (a duplicate), does nothing."""
     if chain is None:
         idle = registry.chain_idle_s(market)
         if idle is not None and idle < KICK_AFTER_S:
@@ -93,8 +95,8 @@ def drain(self: Any, market: str, chain: str | None = None) -> int:
         send_drain(market, registry.chain_start(market))
         logger.info("matcher %s: drain chain started (kick)", market)
         return 0
-    if not registry.chain_is_current(market, chain):
-        logger.debug("drain of %s: chain %s is not this process's; dropped", market, chain)
+    if not registry.chain_is_current(market, chain, turn):
+        logger.debug("drain of %s: chain %s turn %s is not this process's next; dropped", market, chain, turn)
         return 0
     token = bind(new_correlation_id())
     try:
@@ -135,7 +137,7 @@ def _stand_by(market: str, exc: NotOwner) -> None:
 
 
 def _node() -> str:
-    return _worker_state.get("nodename", "")
+    return _worker_state.get("nodename") or f"pid {os.getpid()}"
 
 
 # send_events=False: beat runs it every 2 s, which would be 30 rows a minute in Flower's task list.

@@ -87,7 +87,7 @@ def test_a_market_never_drained_has_no_heartbeat_age(market, redis_client):
 def test_a_drain_of_a_chain_this_process_does_not_run_stops_without_touching_the_market(market, redis_client):
     registry.chain_start(market.code)
 
-    assert tasks.drain.run(market.code, "a-chain-of-another-process") == 0
+    assert tasks.drain.run(market.code, "a-chain-of-another-process", 0) == 0
     assert not redis_client.exists(keys.lease(market.code))
 
 
@@ -95,8 +95,8 @@ def test_a_kick_starts_this_process_chain_on_its_private_queue(market, redis_cli
     assert tasks.drain.run(market.code) == 0
 
     (message,) = _messages(broker, private_queue)
-    code, chain = _args(message)
-    assert code == market.code
+    code, chain, turn = _args(message)
+    assert (code, turn) == (market.code, 0)
     assert registry.chain_is_current(market.code, chain)
     assert _messages(broker, "match_btc") == []  # nothing for another process to take
 
@@ -105,7 +105,7 @@ def test_a_kick_is_ignored_while_this_process_chain_runs_and_adopted_once_it_sta
     market, redis_client, broker, private_queue, monkeypatch
 ):
     tasks.drain.run(market.code)
-    _, first = _args(_messages(broker, private_queue)[0])
+    _, first, _ = _args(_messages(broker, private_queue)[0])
 
     tasks.drain.run(market.code)  # the chain ran just now: one chain per market per process
     assert len(_messages(broker, private_queue)) == 1
@@ -113,7 +113,7 @@ def test_a_kick_is_ignored_while_this_process_chain_runs_and_adopted_once_it_sta
     later = time.monotonic() + tasks.KICK_AFTER_S + 1
     monkeypatch.setattr(registry.time, "monotonic", lambda: later)
     tasks.drain.run(market.code)
-    _, second = _args(_messages(broker, private_queue)[0])
+    _, second, _ = _args(_messages(broker, private_queue)[0])
     assert second != first
     assert registry.chain_is_current(market.code, second)
     assert not registry.chain_is_current(market.code, first)  # the stalled chain's messages are dropped
@@ -125,12 +125,26 @@ def test_the_owner_records_its_heartbeat_and_continues_its_chain_on_its_private_
 ):
     chain = registry.chain_start(market.code)
 
-    assert tasks.drain.run(market.code, chain) == 0  # nothing queued
+    assert tasks.drain.run(market.code, chain, 0) == 0  # nothing queued
 
     assert registry.heartbeat_age(market.code) < 5
-    assert [_args(m) for m in _messages(broker, private_queue)] == [[market.code, chain]]
+    assert [_args(m) for m in _messages(broker, private_queue)] == [[market.code, chain, 1]]
     health = registry.chains_health()[market.code]
     assert health["owner"] is True and health["role"] == "owner" and health["error"] is None
+
+
+@pytest.mark.django_db(transaction=True)  # the engine writes through its own connection
+def test_a_duplicate_of_a_chain_message_whose_turn_ran_is_dropped_so_the_chain_stays_one_message(
+    market, redis_client, broker, private_queue
+):
+    redis_client.set(keys.lease(market.code), "other-host:1:abcd", px=60_000)  # a standby: no DB writes
+    chain = registry.chain_start(market.code)
+    tasks.drain.run(market.code, chain, 0)
+
+    assert tasks.drain.run(market.code, chain, 0) == 0  # the same message again (restored by the broker)
+
+    assert [_args(m) for m in _messages(broker, private_queue)] == [[market.code, chain, 1]]  # one next turn
+    assert registry.chain_is_current(market.code, chain, 1)
 
 
 @pytest.mark.django_db(transaction=True)  # the engine writes through its own connection
@@ -139,8 +153,8 @@ def test_a_standby_neither_records_the_heartbeat_nor_warns_twice(market, redis_c
     chain = registry.chain_start(market.code)
 
     with caplog.at_level("DEBUG", logger="matching.worker.tasks"):
-        assert tasks.drain.run(market.code, chain) == 0
-        assert tasks.drain.run(market.code, chain) == 0
+        assert tasks.drain.run(market.code, chain, 0) == 0
+        assert tasks.drain.run(market.code, chain, 1) == 0
 
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1
@@ -156,12 +170,12 @@ def test_a_standby_says_once_that_it_took_over_when_the_lease_is_free(
 ):
     redis_client.set(keys.lease(market.code), "other-host:1:abcd", px=60_000)
     chain = registry.chain_start(market.code)
-    tasks.drain.run(market.code, chain)
+    tasks.drain.run(market.code, chain, 0)
     redis_client.delete(keys.lease(market.code))  # the owner's lease expired
 
     with caplog.at_level("INFO", logger="matching.worker.tasks"):
-        tasks.drain.run(market.code, chain)
-        tasks.drain.run(market.code, chain)
+        tasks.drain.run(market.code, chain, 1)
+        tasks.drain.run(market.code, chain, 2)
 
     took_over = [r.getMessage() for r in caplog.records if "took over" in r.getMessage()]
     assert len(took_over) == 1 and r"market btc_usdt" in took_over[0]
