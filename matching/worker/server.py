@@ -31,9 +31,6 @@ from prometheus_client.exposition import ThreadingWSGIServer
 
 logger = logging.getLogger(__name__)
 
-# FR-RL-004: a matcher whose drain loop has not run for this long is stale (503), as readiness calls a
-# market's heartbeat stale after 30 s (MATCHER_HEARTBEAT_STALE_S).
-DRAIN_STALE_S = 30.0
 PORT_SEARCH = 100  # ports tried above the derived one when it is taken
 
 Health = Callable[[], dict[str, dict[str, object]]]
@@ -56,12 +53,12 @@ def ports_by_queue(queues_in_order: Iterable[str], listed: dict[str, int], base:
     return ports
 
 
-def health_report(chains: dict[str, dict[str, object]]) -> tuple[int, dict[str, object]]:
+def health_report(chains: dict[str, dict[str, object]], stale_after_s: float) -> tuple[int, dict[str, object]]:
     """``(HTTP status, body)`` of ``/health`` from this process's chains (``registry.chains_health``).
 
-    ``stale`` (503) when a market's drain loop has not run for ``DRAIN_STALE_S`` or the process runs
+    ``stale`` (503) when a market's drain loop has not run for ``stale_after_s`` or the process runs
     none; else ``ok`` when it owns a market, ``standby`` when it only waits for a lease (200)."""
-    stale = not chains or any(float(str(c["last_drain_age_s"])) > DRAIN_STALE_S for c in chains.values())
+    stale = not chains or any(float(str(c["last_drain_age_s"])) > stale_after_s for c in chains.values())
     if stale:
         status = "stale"
     elif any(c["owner"] for c in chains.values()):
@@ -78,7 +75,9 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def make_app(health: Health, registry: CollectorRegistry = REGISTRY) -> Callable[..., Iterable[bytes]]:
+def make_app(
+    health: Health, *, stale_after_s: float = 30.0, registry: CollectorRegistry = REGISTRY
+) -> Callable[..., Iterable[bytes]]:
     """The WSGI app: ``GET /metrics``, ``GET /health``; 405 for another method there, 404 elsewhere."""
     metrics_app = make_wsgi_app(registry)
 
@@ -92,7 +91,7 @@ def make_app(health: Health, registry: CollectorRegistry = REGISTRY) -> Callable
         if path == "/metrics":
             return metrics_app(environ, start_response)
         try:
-            status, body = health_report(health())
+            status, body = health_report(health(), stale_after_s)
         except Exception as exc:
             logger.exception("matcher /health failed")
             status, body = 503, {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
@@ -128,10 +127,12 @@ class MetricsServer:
         self.httpd.server_close()
 
 
-def serve(host: str, port: int, *, reserved: set[int], health: Health, queue: str) -> MetricsServer:
+def serve(
+    host: str, port: int, *, reserved: set[int], health: Health, queue: str, stale_after_s: float = 30.0
+) -> MetricsServer:
     """Serve on ``port``, or when it is taken (another matcher of ``queue`` on this host) on the next
     free port not in ``reserved`` (other queues' ports). Raises ``OSError`` when none is free."""
-    app = make_app(health)
+    app = make_app(health, stale_after_s=stale_after_s)
     last_error: OSError | None = None
     for candidate in range(port, port + PORT_SEARCH + 1):
         if candidate != port and candidate in reserved:

@@ -263,7 +263,12 @@ def _serve_port(queues: list[str]) -> None:
         port = ports[queues[0]]
         reserved = {p for q, p in ports.items() if q not in queues}
     _worker_state["server"] = server.serve(
-        host, port, reserved=reserved, health=registry.chains_health, queue=",".join(queues)
+        host,
+        port,
+        reserved=reserved,
+        health=registry.chains_health,
+        queue=",".join(queues),
+        stale_after_s=settings.MATCHER_HEARTBEAT_STALE_S,  # FR-RL-004: as readiness calls a heartbeat stale
     )
 
 

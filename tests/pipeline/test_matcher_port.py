@@ -54,7 +54,7 @@ def test_unlisted_ranks_skip_every_listed_port():
     ],
 )
 def test_health_is_ok_for_an_owner_standby_for_a_waiting_matcher_and_stale_after_30_s(chains, code, status):
-    assert server.health_report(chains) == (code, {"status": status, "markets": chains})
+    assert server.health_report(chains, 30.0) == (code, {"status": status, "markets": chains})
 
 
 @pytest.fixture
