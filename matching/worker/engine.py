@@ -22,7 +22,7 @@ from matching.commands import Command, MalformedCommand, PlaceCommand, decode
 from matching.core import CancelResult
 from matching.lease import MarketLease
 from matching.matcher import MarketMatcher, Rejected
-from matching.queue import Entry, RedisStreamOrderQueue, entry_key
+from matching.queue import FIELD, Entry, RedisStreamOrderQueue, entry_key
 from matching.worker.batch import Batch
 from matching.worker.deadletters import DeadLetters, entry_correlation_id
 from matching.worker.errors import Fenced, NotOwner
@@ -269,6 +269,9 @@ class MatchingEngine:
     def _decode(self, entry: Entry) -> Command:
         """The entry's command; raises ``MalformedCommand`` for garbage, another market's command or a
         place that does not say what it holds. Runs before the book is touched."""
+        if entry.fields is not None and FIELD not in entry.fields:
+            names = ", ".join(sorted(name.decode("utf-8", "replace") for name in entry.fields)) or "none: trimmed"
+            raise MalformedCommand(f"the entry has no command field 'c' (its fields: {names})")
         command = decode(entry.data)
         if command.market is not None and command.market != self.market:
             raise MalformedCommand(f"market {command.market!r} does not belong to stream {self.market!r}")

@@ -52,6 +52,7 @@ def test_a_poison_entry_is_dead_lettered_corrected_in_the_admin_requeued_once_an
     assert (letter.status, letter.reason_kind, letter.deliveries) == ("dead", "malformed", 3)
     assert letter.fields == {"cmd": poisoned}  # the evidence, under the name it came with
     assert letter.payload == ""
+    assert letter.reason == "malformed command: the entry has no command field 'c' (its fields: cmd)"
     assert Order.objects.get(id=poisoned_id).status == OrderStatus.NEW  # waits, funds held
     assert Order.objects.exclude(id=poisoned_id).filter(status=OrderStatus.NEW).count() == 0  # the rest flowed
 
