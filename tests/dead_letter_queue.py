@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from orders.deadletters import dead_letter_record
+from orders.models import DeadLetter
 from spot.celery import DEAD_LETTER_QUEUE, RECORD_DEAD_LETTER, app
+
+
+def record(**values: Any) -> DeadLetter:
+    """A dead letter recorded through the service, with defaults for what a test does not care about."""
+    values.setdefault("market", "btc_usdt")
+    values.setdefault("reason", "bad entry")
+    values.setdefault("deliveries", 3)
+    letter, _ = dead_letter_record(**values)
+    return letter
 
 
 def waiting_dead_letters() -> list[tuple[list[Any], dict[str, Any]]]:

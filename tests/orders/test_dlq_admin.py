@@ -13,10 +13,10 @@ from django.contrib.messages import get_messages
 from django.utils import timezone
 
 from matching.commands import encode
-from orders.deadletters import dead_letter_record
 from orders.models import Balance, DeadLetter, Order
 from orders.outbox import order_command
 from orders.services import order_place
+from tests.dead_letter_queue import record
 from tests.factories import UserFactory
 
 STREAM = "orders:btc_usdt"
@@ -30,14 +30,6 @@ def operator(client):
     user = UserFactory(username="ops", is_staff=True, is_superuser=True)
     client.force_login(user)
     return user
-
-
-def record(**values) -> DeadLetter:
-    values.setdefault("market", "btc_usdt")
-    values.setdefault("reason", "bad entry")
-    values.setdefault("deliveries", 3)
-    letter, _ = dead_letter_record(**values)
-    return letter
 
 
 def placed_and_dead(trader, redis_client, *, price: str = "100") -> tuple[Order, DeadLetter]:

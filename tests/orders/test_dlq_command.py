@@ -21,23 +21,15 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from matching.commands import encode
-from orders.deadletters import dead_letter_record
 from orders.models import Balance, DeadLetter, Order
 from orders.outbox import order_command
 from orders.services import order_place
+from tests.dead_letter_queue import record
 
 STREAM = "orders:btc_usdt"
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.django_db
-
-
-def record(**values) -> DeadLetter:
-    values.setdefault("market", "btc_usdt")
-    values.setdefault("reason", "bad entry")
-    values.setdefault("deliveries", 3)
-    letter, _ = dead_letter_record(**values)
-    return letter
 
 
 def placed_and_dead(trader, redis_client) -> tuple[Order, DeadLetter]:
