@@ -1,0 +1,229 @@
+"""A small client for the exchange's API with signed requests (API keys); standard library only, so a
+bot can copy this one file.
+
+The scheme (docs/API.md, "Authentication"): every request carries
+
+- ``X-API-Key``: the key's public id,
+- ``X-API-Timestamp``: milliseconds since the epoch, a decimal integer,
+- ``X-API-Signature``: lowercase hex HMAC-SHA256 of the message below, keyed with the secret's UTF-8
+  bytes, where the message is ``f"{timestamp}\\n{METHOD}\\n{path}\\n{query}\\n".encode() + body``: the
+  path as sent (percent-encoded), the query string as sent without ``?`` ("" if none), the raw body
+  bytes (b"" if none).
+
+The server refuses a timestamp outside its receive window (5 s by default) and a signature it has
+already seen, so a captured request cannot be replayed.
+
+    from spot.client import SpotClient
+    client = SpotClient("http://127.0.0.1:8000", key_id, secret)
+    placed = client.place("btc_usdt", "buy", "limit", Decimal("0.01"), price=Decimal("30000"))
+    client.cancel(placed.json()["id"])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import time
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+__all__ = ["SpotClient", "SpotResponse", "sign", "signed_headers", "signing_message"]
+
+# A connection idle longer than this is replaced before use rather than reused: gunicorn closes an
+# idle keep-alive connection after 2 s (its default `keepalive`), and a request written into a socket
+# the server is closing fails.
+IDLE_RECONNECT_S = 1.5
+
+# Errors that mean the server closed a kept-alive connection under us.
+_DROPPED = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+def signing_message(timestamp: int | str, method: str, path: str, query: str = "", body: bytes = b"") -> bytes:
+    """The bytes a request's signature covers."""
+    return f"{timestamp}\n{method.upper()}\n{path}\n{query}\n".encode() + body
+
+
+def sign(secret: str | bytes, timestamp: int | str, method: str, path: str, query: str = "", body: bytes = b"") -> str:
+    """The request's ``X-API-Signature``: lowercase hex HMAC-SHA256 of ``signing_message(...)``."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(key, signing_message(timestamp, method, path, query, body), hashlib.sha256).hexdigest()
+
+
+def signed_headers(
+    key: str,
+    secret: str | bytes,
+    method: str,
+    path: str,
+    query: str = "",
+    body: bytes = b"",
+    now_ms: int | None = None,
+) -> dict[str, str]:
+    """The three authentication headers of one request; ``now_ms`` defaults to the clock."""
+    timestamp = int(time.time() * 1000) if now_ms is None else now_ms
+    return {
+        "X-API-Key": key,
+        "X-API-Timestamp": str(timestamp),
+        "X-API-Signature": sign(secret, timestamp, method, path, query, body),
+    }
+
+
+class SpotResponse:
+    """An answer: ``status``, ``headers`` (case-insensitive), the raw ``body`` and ``json()``."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        """The body parsed; numbers with a fraction become ``Decimal`` (amounts are never floats)."""
+        return json.loads(self.body, parse_float=Decimal)
+
+    def __repr__(self) -> str:
+        return f"<SpotResponse {self.status} {self.body[:200]!r}>"
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, Decimal):
+        return format(value, "f")  # "0.00000001", never "1E-8"
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def encode_json(payload: Any) -> bytes:
+    """A request body: compact JSON, ``Decimal`` amounts as plain decimal strings."""
+    return json.dumps(payload, separators=(",", ":"), default=_json_default, ensure_ascii=False).encode()
+
+
+class SpotClient:
+    """One keep-alive HTTP(S) connection to the API, each request signed with the key.
+
+    Not thread-safe: use one client per thread. A connection the server dropped is replaced and the
+    request sent again once, byte for byte with the same signature; if the server did receive the first
+    copy, it refuses the second as a replay (401), so a retry never places an order twice.
+    """
+
+    def __init__(self, base_url: str, key: str, secret: str | bytes, timeout: float = 10.0) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base_url must be http(s)://host[:port][/prefix], not {base_url!r}")
+        self._scheme = parts.scheme
+        self._host = parts.hostname
+        self._port = parts.port
+        self._prefix = parts.path.rstrip("/")
+        self.key = key
+        self._secret = secret
+        self.timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+        self._last_used = 0.0
+
+    # -- the one request method ----------------------------------------------------------------------
+
+    def request(self, method: str, path: str, params: dict[str, Any] | None = None, json: Any = None) -> SpotResponse:
+        """Send a signed request; ``params`` become the query string (``None`` values left out),
+        ``json`` the body. Returns whatever the server answered (no exception for 4xx/5xx)."""
+        method = method.upper()
+        full_path = self._prefix + path
+        query = urlencode({k: _param(v) for k, v in (params or {}).items() if v is not None})
+        body = b"" if json is None else encode_json(json)
+        headers = signed_headers(self.key, self._secret, method, full_path, query, body)
+        headers["Accept"] = "application/json"
+        if json is not None:
+            headers["Content-Type"] = "application/json"
+        target = f"{full_path}?{query}" if query else full_path
+        return self._send(method, target, body, headers)
+
+    # -- conveniences ----------------------------------------------------------------------------------
+
+    def place(
+        self,
+        market: str,
+        trade_type: str,
+        type: str,
+        quantity: Decimal | str,
+        price: Decimal | str | None = None,
+        time_in_force: str | None = None,
+    ) -> SpotResponse:
+        """``POST /api/orders``: 201 with the order."""
+        order: dict[str, Any] = {"market": market, "trade_type": trade_type, "type": type, "quantity": quantity}
+        if price is not None:
+            order["price"] = price
+        if time_in_force is not None:
+            order["time_in_force"] = time_in_force
+        return self.request("POST", "/api/orders", json=order)
+
+    def orders(self, **params: Any) -> SpotResponse:
+        """``GET /api/orders?market=&status=&limit=``: the key's user's orders, newest first."""
+        return self.request("GET", "/api/orders", params=params)
+
+    def order(self, order_id: int) -> SpotResponse:
+        return self.request("GET", f"/api/orders/{int(order_id)}")
+
+    def cancel(self, order_id: int) -> SpotResponse:
+        """``DELETE /api/orders/<id>``: 202; the matcher cancels it."""
+        return self.request("DELETE", f"/api/orders/{int(order_id)}")
+
+    def balances(self) -> SpotResponse:
+        return self.request("GET", "/api/balances")
+
+    def book(self, market: str) -> SpotResponse:
+        return self.request("GET", f"/api/markets/{market}/book")
+
+    def trades(self, market: str, limit: int | None = None) -> SpotResponse:
+        return self.request("GET", f"/api/markets/{market}/trades", params={"limit": limit})
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> SpotClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        """The connection and whether it is a kept-alive one (which the server may have dropped)."""
+        if self._conn is not None and time.monotonic() - self._last_used > IDLE_RECONNECT_S:
+            self.close()
+        if self._conn is None:
+            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+            self._conn = cls(self._host, self._port, timeout=self.timeout)
+            return self._conn, False
+        return self._conn, True
+
+    def _send(self, method: str, target: str, body: bytes, headers: dict[str, str]) -> SpotResponse:
+        for attempt in (1, 2):
+            conn, reused = self._connection()
+            try:
+                conn.request(method, target, body=body or None, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+            except _DROPPED:
+                self.close()
+                if reused and attempt == 1:
+                    continue  # the same bytes again: a replay if the first copy arrived (see the class)
+                raise
+            except BaseException:
+                self.close()  # a timeout or an interrupt leaves the connection mid-exchange
+                raise
+            self._last_used = time.monotonic()
+            if response.will_close:
+                self.close()
+            return SpotResponse(response.status, response.headers, data)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
