@@ -1,5 +1,8 @@
 .PHONY: run test demo-load bench-core loadtest lint
 
+# Development, said explicitly: unset, manage.py and celery load the production settings.
+export DJANGO_SETTINGS_MODULE ?= settings.dev
+
 run:            ## the whole exchange with demo data (Ctrl-C stops it)
 	scripts/run.sh
 

@@ -16,7 +16,7 @@ import os
 inspect_timeout = float(os.environ.get("FLOWER_INSPECT_TIMEOUT", "5000"))
 
 _DEVELOPMENT = {"settings.dev", "settings.test"}
-_settings_module = os.environ.get("DJANGO_SETTINGS_MODULE", "settings.dev")
+_settings_module = os.environ.get("DJANGO_SETTINGS_MODULE", "settings.prod")  # the default of spot/celery.py
 _credentials = [c for c in os.environ.get("FLOWER_BASIC_AUTH", "").split(",") if c.strip()]
 
 if _settings_module not in _DEVELOPMENT:

@@ -6,7 +6,9 @@ import sys
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.dev")
+    # Production unless told otherwise (development and the scripts say settings.dev explicitly); see
+    # spot/wsgi.py.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.prod")
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

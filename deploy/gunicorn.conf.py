@@ -9,6 +9,11 @@ it is emptied when the master starts, so counters start from zero with the web a
 former run's, and a worker that exits is marked dead, so the ``live*`` gauges drop its values while
 the counters keep them (a counter never goes back when a worker is replaced).
 
+``/metrics`` is not served on the API's port: this file adds a listener of its own,
+``WEB_METRICS_BIND`` (default ``127.0.0.1:9100``, reachable from the host only), to whatever ``--bind``
+gives, and ``spot.exporter`` answers ``/metrics`` on that listener only (404 on the others).
+Health checks stay on the API port.
+
 Access log lines carry the request's correlation id (the ``X-Correlation-ID`` response header,
 FR-OB-002) and the worker's pid.
 """
@@ -25,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # may point it elsewhere (a tmpfs, say); the default keeps it with the repository's other run files.
 METRICS_DIR = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(ROOT / "var" / "prometheus-web"))
 
+# Read by spot.exporter through the settings too (settings/base.py); "" serves /metrics nowhere.
+METRICS_BIND = os.environ.setdefault("WEB_METRICS_BIND", "127.0.0.1:9100")
+
 wsgi_app = "spot.wsgi:application"
 bind = ["127.0.0.1:8000"]
 workers = 2
@@ -37,7 +45,10 @@ loglevel = "warning"
 
 
 def on_starting(server):
-    """Master start: an empty metrics directory (only the metric files: the directory may be shared)."""
+    """Master start, before the listeners open: the metrics listener joins the binds, and the metrics
+    directory is emptied (only the metric files: the directory may be shared)."""
+    if METRICS_BIND and METRICS_BIND not in server.cfg.bind:
+        server.cfg.set("bind", [*server.cfg.bind, METRICS_BIND])
     os.makedirs(METRICS_DIR, exist_ok=True)
     for path in glob.glob(os.path.join(METRICS_DIR, "*.db")):
         os.remove(path)

@@ -17,7 +17,7 @@ cat <<INFO
   Flower         http://127.0.0.1:5555/
   Health         http://127.0.0.1:8000/health/live   http://127.0.0.1:8000/health/ready (503 until the DB, Redis and every matcher answer)
                  http://127.0.0.1:9101/health (match_btc)   http://127.0.0.1:9102/health (match_eth)
-  Metrics        http://127.0.0.1:8000/metrics (web, every gunicorn worker)   http://127.0.0.1:9101/metrics (match_btc)   http://127.0.0.1:9102/metrics (match_eth)
+  Metrics        http://127.0.0.1:9100/metrics (web, every gunicorn worker; not on the API port)   http://127.0.0.1:9101/metrics (match_btc)   http://127.0.0.1:9102/metrics (match_eth)
   Prometheus     prometheus --config.file=deploy/prometheus/prometheus.yml   (scrapes the above; alert rules in deploy/prometheus/rules)
   Some traffic   make demo-load   (or: .venv/bin/python manage.py demo_load)
 

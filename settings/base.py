@@ -163,6 +163,11 @@ BREAKER_FAILURE_THRESHOLD = env_int("BREAKER_FAILURE_THRESHOLD", 5)
 BREAKER_RESET_S = env_float("BREAKER_RESET_S", 30.0)
 BREAKER_HALF_OPEN_CALLS = env_int("BREAKER_HALF_OPEN_CALLS", 3)
 
+# --- The web's metrics (FR-OB-001) ------------------------------------------------------------------
+# /metrics is served on this listener only, never on the API's port: deploy/gunicorn.conf.py adds it
+# to gunicorn's binds and spot.exporter answers 404 on any other port. "" serves the web's metrics nowhere.
+WEB_METRICS_BIND = env_str("WEB_METRICS_BIND", "127.0.0.1:9100")
+
 # --- Health checks (FR-RL-004) --------------------------------------------------------------------
 # Connect and read timeout of /health/ready's DB and Redis checks: a dependency slower than this is
 # reported down rather than hanging the probe.

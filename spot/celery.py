@@ -19,7 +19,9 @@ from kombu.utils.objects import cached_property
 from spot.correlation import current
 from spot.resilience import TRANSIENT_ERRORS, CircuitOpen, RetryPolicy
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.dev")
+# Production unless told otherwise, as in spot/wsgi.py: a worker started without DJANGO_SETTINGS_MODULE
+# refuses to run half-configured instead of running with development settings.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.prod")
 
 logger = logging.getLogger(__name__)
 

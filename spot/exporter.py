@@ -28,7 +28,8 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
@@ -130,10 +131,20 @@ def scrape_registry() -> CollectorRegistry:
     return registry
 
 
+def on_metrics_listener(request: HttpRequest) -> bool:
+    """Whether the request came in on ``WEB_METRICS_BIND``'s port. gunicorn sets ``SERVER_PORT`` from the
+    socket that accepted the connection (the Host header does not change it for TCP listeners)."""
+    bind = settings.WEB_METRICS_BIND
+    return bool(bind) and request.META.get("SERVER_PORT") == bind.rpartition(":")[2]
+
+
 @never_cache
 @require_safe
 @health.head_without_body
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus text (or OpenMetrics when the scraper asks for it)."""
+    """Prometheus text (or OpenMetrics when the scraper asks for it), on the metrics listener only: the
+    API's port answers 404, so the public never sees the live intake per market."""
+    if not on_metrics_listener(request):
+        return JsonResponse({"message": "not found"}, status=404)
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return HttpResponse(encoder(scrape_registry()), content_type=content_type)

@@ -45,6 +45,7 @@ class WebServer:
     def __init__(self, tmp_path: Path, *, workers: int = 2, env: dict[str, str] | None = None) -> None:
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.metrics_port = free_port()  # deploy/gunicorn.conf.py adds the listener; /metrics only there
         self.metrics_dir = tmp_path / "prometheus-web"
         self.access_log = tmp_path / "access.log"
         self.error_log = tmp_path / "error.log"
@@ -54,6 +55,7 @@ class WebServer:
             MYSQL_DATABASE=settings.DATABASES["default"]["NAME"],  # the test database
             PROMETHEUS_MULTIPROC_DIR=str(self.metrics_dir),
             PYTHONUNBUFFERED="1",
+            WEB_METRICS_BIND=f"127.0.0.1:{self.metrics_port}",
             **(env or {}),
         )
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
@@ -64,8 +66,10 @@ class WebServer:
         self.wait_until(lambda: self.get("/health/live").status == 200, "the web to answer")
         self.startup_probes = 1  # the request above that answered (refused connections never reached Django)
 
-    def request(self, method: str, path: str, headers: dict[str, str] | None = None) -> Response:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, port: int | None = None
+    ) -> Response:
+        connection = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=30)
         try:
             connection.request(method, path, headers=headers or {})
             response = connection.getresponse()
@@ -73,8 +77,8 @@ class WebServer:
         finally:
             connection.close()
 
-    def get(self, path: str, headers: dict[str, str] | None = None) -> Response:
-        return self.request("GET", path, headers)
+    def get(self, path: str, headers: dict[str, str] | None = None, port: int | None = None) -> Response:
+        return self.request("GET", path, headers, port)
 
     def wait_until(self, predicate: Any, what: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

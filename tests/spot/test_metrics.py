@@ -11,6 +11,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.conf import settings
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -18,6 +19,9 @@ from spot import health, keys
 from spot.correlation import HEADER, new_correlation_id
 from spot.metrics import breaker_changed
 from spot.resilience import CircuitBreaker
+
+# The Django test client's requests arrive "on" this port (SERVER_PORT), as gunicorn's on the listener.
+METRICS_PORT = settings.WEB_METRICS_BIND.rpartition(":")[2]
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -73,9 +77,9 @@ class TestScrape:
     def test_each_enabled_market_has_a_heartbeat_age_infinite_until_its_matcher_beats(
         self, client, market, redis_client
     ):
-        before = samples(client.get("/metrics").content.decode())
+        before = samples(client.get("/metrics", SERVER_PORT=METRICS_PORT).content.decode())
         redis_client.set(keys.heartbeat(market.code), f"{time.time() - 3:.6f}", ex=60)
-        after = samples(client.get("/metrics").content.decode())
+        after = samples(client.get("/metrics", SERVER_PORT=METRICS_PORT).content.decode())
 
         age = ("spot_matcher_heartbeat_age_seconds", (("market", market.code),))
         assert before[age] == float("inf")
@@ -83,7 +87,7 @@ class TestScrape:
         assert after[("spot_exporter_collector_up", (("collector", "matcher_heartbeats"),))] == 1
 
     def test_the_dead_letter_collector_is_part_of_the_scrape(self, client, market):
-        page = samples(client.get("/metrics").content.decode())
+        page = samples(client.get("/metrics", SERVER_PORT=METRICS_PORT).content.decode())
 
         assert page[("spot_dead_letters_dead", (("market", market.code),))] == 0
         assert page[("spot_exporter_collector_up", (("collector", "dead_letters"),))] == 1
@@ -93,7 +97,7 @@ class TestScrape:
     ):
         settings.MATCHING_REDIS_URL = "redis://127.0.0.1:1/0"
 
-        response = client.get("/metrics")
+        response = client.get("/metrics", SERVER_PORT=METRICS_PORT)
 
         assert response.status_code == 200
         page = samples(response.content.decode())
@@ -103,7 +107,9 @@ class TestScrape:
         assert any(name.startswith("django_http_") for name, _ in page)  # the process's own metrics are there
 
     def test_a_scraper_that_asks_for_openmetrics_gets_it(self, client, market):
-        response = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        response = client.get(
+            "/metrics", SERVER_PORT=METRICS_PORT, headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+        )
 
         assert response["Content-Type"].startswith("application/openmetrics-text")
         assert response.content.decode().endswith("# EOF\n")
@@ -153,7 +159,7 @@ def test_under_two_gunicorn_workers_a_counter_reads_the_same_on_every_scrape_and
     web.wait_until(lambda: len(live_lines()) == n, "every request in the access log")  # logged after answering
     assert len(_pids(live_lines())) == 2, "one worker answered every request"
 
-    readings = [samples(web.get("/metrics").text) for _ in range(10)]
+    readings = [samples(web.get("/metrics", port=web.metrics_port).text) for _ in range(10)]
 
     assert [_count(page, HEALTH_LIVE) for page in readings] == [n] * 10
     scrapes = [_count(page, SCRAPES) for page in readings]
@@ -166,7 +172,27 @@ def test_under_two_gunicorn_workers_a_counter_reads_the_same_on_every_scrape_and
     victim = min(web.worker_pids())
     os.kill(victim, signal.SIGKILL)
     web.wait_until(lambda: len(web.worker_pids() - {victim}) == 2, "gunicorn to replace the killed worker")
-    after_kill = [samples(web.get("/metrics").text) for _ in range(10)]
+    after_kill = [samples(web.get("/metrics", port=web.metrics_port).text) for _ in range(10)]
 
     assert [_count(page, HEALTH_LIVE) for page in after_kill] == [n] * 10
     assert [_count(page, SCRAPES) for page in after_kill] == [scrapes[-1] + 1 + i for i in range(10)]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_metrics_are_served_on_their_own_listener_and_not_on_the_api_port(web_server):
+    web = web_server(workers=1)
+
+    on_api_port = web.get("/metrics")
+    spoofed_host = web.get("/metrics", {"Host": f"127.0.0.1:{web.metrics_port}"})
+    on_metrics_port = web.get("/metrics", port=web.metrics_port)
+
+    assert on_api_port.status == 404 and on_api_port.json() == {"message": "not found"}
+    assert spoofed_host.status == 404  # the listener decides, not the Host header
+    assert on_metrics_port.status == 200 and "django_http_requests" in on_metrics_port.text
+
+
+@pytest.mark.django_db
+def test_the_django_client_on_another_port_gets_404(client):
+    assert client.get("/metrics", SERVER_PORT="8000").status_code == 404
+    assert client.get("/metrics", SERVER_PORT=METRICS_PORT).status_code == 200
