@@ -17,6 +17,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser, get_encoding
@@ -29,6 +30,7 @@ from rest_framework.views import APIView
 from matching.core import plain
 from orders.errors import InvalidInput
 from orders.models import OrderStatus, OrderType, Side, TimeInForce, choices
+from orders.schema import AMOUNT_SCHEMA, BookOutput, CancelOutput, OrderOutput, errors
 from orders.selectors import (
     LIST_LIMIT_MAX,
     balance_list,
@@ -67,6 +69,7 @@ def _amount_input(**kwargs: Any) -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=30, decimal_places=10, **kwargs)
 
 
+@extend_schema_field(AMOUNT_SCHEMA)
 class AmountField(serializers.Field):
     """Output: a decimal as a plain string without trailing zeros (``"0.5"``, ``"100"``)."""
 
@@ -74,6 +77,7 @@ class AmountField(serializers.Field):
         return plain(value)
 
 
+@extend_schema_serializer(component_name="BatchOrder")
 class OrderInput(serializers.Serializer):
     trade_type = serializers.ChoiceField(choices=choices(Side))
     type = serializers.ChoiceField(choices=choices(OrderType))
@@ -82,10 +86,12 @@ class OrderInput(serializers.Serializer):
     time_in_force = serializers.ChoiceField(choices=choices(TimeInForce), default=TimeInForce.GTC)
 
 
+@extend_schema_serializer(component_name="PlaceOrder")
 class PlaceInput(OrderInput):
     market = serializers.CharField(max_length=33)
 
 
+@extend_schema_serializer(component_name="PlaceOrderBatch")
 class BatchInput(serializers.Serializer):
     market = serializers.CharField(max_length=33)
     orders = OrderInput(many=True, allow_empty=False, max_length=BATCH_MAX)
@@ -101,6 +107,7 @@ class TradeListQuery(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=LIST_LIMIT_MAX, default=100)
 
 
+@extend_schema_serializer(component_name="Balance")
 class BalanceOutput(serializers.Serializer):
     asset = serializers.CharField()
     total = AmountField()
@@ -108,6 +115,7 @@ class BalanceOutput(serializers.Serializer):
     available = AmountField()
 
 
+@extend_schema_serializer(component_name="Market")
 class MarketOutput(serializers.Serializer):
     code = serializers.CharField()
     coin = serializers.CharField()
@@ -120,6 +128,7 @@ class MarketOutput(serializers.Serializer):
     taker_fee_rate = AmountField()
 
 
+@extend_schema_serializer(component_name="Trade")
 class TradeOutput(serializers.Serializer):
     id = serializers.IntegerField()
     price = AmountField()
@@ -137,6 +146,12 @@ class OrderListCreateApi(APIView):
 
     parser_classes = PARSERS
 
+    @extend_schema(
+        operation_id="orders_create",
+        summary="Place an order",
+        request=PlaceInput,
+        responses={201: OrderOutput, **errors(400, 401, 403, 413, 415, 429, 503)},
+    )
     def post(self, request: Request) -> Response:
         data = _validated(PlaceInput, request.data)
         order = order_place(
@@ -150,6 +165,12 @@ class OrderListCreateApi(APIView):
         )
         return Response(order_data(order), status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        operation_id="orders_list",
+        summary="List the user's orders, newest first",
+        parameters=[OrderListQuery],
+        responses={200: OrderOutput(many=True), **errors(400, 401, 403, 429, 503)},
+    )
     def get(self, request: Request) -> Response:
         query = _validated(OrderListQuery, request.query_params)
         orders = order_list(
@@ -163,6 +184,12 @@ class OrderBatchApi(APIView):
 
     parser_classes = PARSERS
 
+    @extend_schema(
+        operation_id="orders_batch_create",
+        summary="Place up to 50 orders of one market, all or none",
+        request=BatchInput,
+        responses={201: OrderOutput(many=True), **errors(400, 401, 403, 413, 415, 429, 503)},
+    )
     def post(self, request: Request) -> Response:
         data = _validated(BatchInput, request.data)
         requests = [
@@ -184,9 +211,21 @@ class OrderDetailApi(APIView):
     """``GET /api/orders/<id>`` (order cache first); ``DELETE /api/orders/<id>`` asks the matcher to
     cancel (202; the order shows ``canceled`` once the matcher has applied it)."""
 
+    @extend_schema(
+        operation_id="orders_retrieve",
+        summary="One of the user's orders",
+        parameters=[OpenApiParameter("order_id", int, OpenApiParameter.PATH)],
+        responses={200: OrderOutput, **errors(401, 403, 404, 429, 503)},
+    )
     def get(self, request: Request, order_id: int) -> Response:
         return Response(order_get(user=request.user, order_id=order_id))
 
+    @extend_schema(
+        operation_id="orders_cancel",
+        summary="Ask the matcher to cancel an order",
+        parameters=[OpenApiParameter("order_id", int, OpenApiParameter.PATH)],
+        responses={202: CancelOutput, **errors(401, 403, 404, 409, 429, 503)},
+    )
     def delete(self, request: Request, order_id: int) -> Response:
         order = order_cancel(user=request.user, order_id=order_id)  # 404 for another user's order
         return Response({"id": order.id, "status": "cancel_requested"}, status=status.HTTP_202_ACCEPTED)
@@ -195,6 +234,11 @@ class OrderDetailApi(APIView):
 class BalanceListApi(APIView):
     """``GET /api/balances``: the user's balances (asset, total, held, available)."""
 
+    @extend_schema(
+        operation_id="balances_list",
+        summary="The user's balances",
+        responses={200: BalanceOutput(many=True), **errors(401, 403, 429, 503)},
+    )
     def get(self, request: Request) -> Response:
         return Response(BalanceOutput(balance_list(user=request.user), many=True).data)
 
@@ -204,6 +248,11 @@ class MarketListApi(APIView):
 
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="markets_list",
+        summary="Markets open for trading",
+        responses={200: MarketOutput(many=True), **errors(429, 503)},
+    )
     def get(self, request: Request) -> Response:
         return Response(MarketOutput(market_list(), many=True).data)
 
@@ -213,6 +262,12 @@ class MarketBookApi(APIView):
 
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="markets_book_retrieve",
+        summary="A market's order book",
+        parameters=[OpenApiParameter("code", str, OpenApiParameter.PATH, description="Market code, e.g. `btc_usdt`.")],
+        responses={200: BookOutput, **errors(404, 429, 503)},
+    )
     def get(self, request: Request, code: str) -> Response:
         return Response(book_get(market_code=code))
 
@@ -222,6 +277,15 @@ class MarketTradeListApi(APIView):
 
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="markets_trades_list",
+        summary="A market's latest trades, newest first",
+        parameters=[
+            OpenApiParameter("code", str, OpenApiParameter.PATH, description="Market code, e.g. `btc_usdt`."),
+            TradeListQuery,
+        ],
+        responses={200: TradeOutput(many=True), **errors(400, 404, 429, 503)},
+    )
     def get(self, request: Request, code: str) -> Response:
         limit = _validated(TradeListQuery, request.query_params)["limit"]
         return Response(TradeOutput(trade_list(market_code=code, limit=limit), many=True).data)

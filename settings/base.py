@@ -27,6 +27,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    # Swagger UI's files as static files: the docs page loads nothing from a CDN (no internet here).
+    "drf_spectacular_sidecar",
     "django_prometheus",
     "orders",
     "matching.worker.apps.MatcherWorkerConfig",
@@ -108,6 +111,28 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "spot.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI schema at /api/schema/ and its docs page at /api/docs/ (docs/API.md); the signing
+# scheme and the error shape are described in orders/schema.py.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Spot exchange API",
+    "DESCRIPTION": (
+        "Orders, balances and market data of the spot exchange. Every error is JSON in one shape, "
+        "the `Error` component. Trading requests are signed with an API key (the `apiKey` scheme)."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,  # the schema route is not part of the API it describes
+    "SERVE_PUBLIC": True,
+    "SERVE_AUTHENTICATION": [],  # public: fetching the schema needs no key and no session
+    # Requests and responses get their own components: a required field of an input is not a
+    # required field of an output, and inputs state minLength where blank is refused.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "orders.schema.postprocess"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Celery -------------------------------------------------------------------------------------

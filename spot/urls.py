@@ -1,11 +1,16 @@
 from django.contrib import admin
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from spot import exporter, health
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The OpenAPI schema generated from the code, and Swagger UI over it from local static files
+    # (drf-spectacular-sidecar); both public. Before the API's routes, which may end in a catch-all.
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("orders.urls")),
     # FR-RL-004; no authentication, so a prober needs no credentials.
     path("health/live", health.live, name="health-live"),
