@@ -27,8 +27,20 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator, smart_split, unescape_string_literal
 
+from orders.apikeys import api_key_create, api_key_revoke, parse_networks, parse_scopes
 from orders.deadletters import dead_letter_check_payload, dead_letter_discard, dead_letter_requeue
-from orders.models import Balance, DeadLetter, DeadLetterKind, DeadLetterStatus, Market, Order, Trade
+from orders.models import (
+    ApiKey,
+    ApiKeyScope,
+    Balance,
+    DeadLetter,
+    DeadLetterKind,
+    DeadLetterStatus,
+    Market,
+    Order,
+    Trade,
+    choices,
+)
 from orders.templatetags.dead_letters import pretty_json, utc
 from spot.errors import ApplicationError
 
@@ -110,6 +122,112 @@ class BalanceAdmin(ReadOnlyAdmin):
     list_select_related = ("user",)
     search_fields = ("user__username",)
     ordering = ("user_id", "asset")
+
+
+# --- API keys (docs/API.md, "Authentication") ---------------------------------------------------------
+#
+# Created here with the service (the secret is shown on the page after saving, once, and stored
+# nowhere in plain text, not even in a message cookie), revoked with the `revoke` action. A key never
+# changes and is never deleted: a revoked key stays for the record, and a new key replaces it.
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=choices(ApiKeyScope), widget=forms.CheckboxSelectMultiple, initial=[ApiKeyScope.READ]
+    )
+    allowed_ips = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Allowed IPs",
+        help_text="IP addresses or CIDR networks, one a line; empty allows every address.",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ("user", "label")
+
+    def clean_scopes(self) -> str:
+        return self._checked(parse_scopes, self.cleaned_data["scopes"])
+
+    def clean_allowed_ips(self) -> list[str]:
+        return self._checked(parse_networks, self.cleaned_data["allowed_ips"].split())
+
+    @staticmethod
+    def _checked(parse: Callable[[Any], Any], value: Any) -> Any:
+        try:
+            return parse(value)
+        except ApplicationError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
+    list_display = ("key_id", "user", "label", "scopes", "allowed", "created_at", "last_used_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter), "scopes")
+    list_select_related = ("user",)
+    search_fields = ("=key_id", "label", "user__username")
+    ordering = ("-created_at",)
+    actions = ["revoke"]
+    show_full_result_count = False
+
+    @admin.display(description="allowed IPs")
+    def allowed(self, key: ApiKey) -> str:
+        return ", ".join(key.allowed_ips) or "any"
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ("user", "label", "scopes", "allowed_ips")
+        return ("key_id", "user", "label", "scopes", "allowed", "created_at", "last_used_at", "revoked_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return () if obj is None else self.get_fields(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a key never changes: revoke it and create another
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("orders.change_apikey")
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        key, secret = api_key_create(
+            user=data["user"], label=data["label"], scopes=data["scopes"], allowed_ips=data["allowed_ips"]
+        )
+        obj.__dict__.update({f.attname: getattr(key, f.attname) for f in ApiKey._meta.concrete_fields})
+        obj._state.adding = False
+        request._api_key_secret = secret  # type: ignore[attr-defined]  # for response_add, this request only
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"API key {obj.key_id} created",
+            "key": obj,
+            "secret": request._api_key_secret,  # type: ignore[attr-defined]
+            "changelist_url": reverse("admin:orders_apikey_changelist"),
+        }
+        response = TemplateResponse(request, "admin/orders/apikey/created.html", context)
+        response["Cache-Control"] = "no-store"  # the secret must not stay in a cache
+        return response
+
+    @admin.action(description="Revoke the selected API keys", permissions=["revoke"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = []
+        for key_id in queryset.filter(revoked_at__isnull=True).values_list("key_id", flat=True):
+            try:
+                api_key_revoke(key_id=key_id)
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+                continue
+            revoked.append(key_id)
+        if revoked:
+            self.message_user(request, f"Revoked {len(revoked)} API key(s): {', '.join(revoked)}.", messages.SUCCESS)
+        else:
+            self.message_user(request, "No active key was selected; nothing revoked.", messages.WARNING)
 
 
 # --- Dead letters (FR-RL-003, US-002: "DLQ messages can be reprocessed manually") -------------------

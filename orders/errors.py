@@ -48,3 +48,13 @@ class DeadLetterNotRequeueable(ApplicationError):
     a discard applies to it."""
 
     status = 409
+
+
+class InvalidApiKey(ApplicationError):
+    """An API key's scopes, IP allowlist or label are not acceptable; ``field`` names which."""
+
+
+class ApiKeyNotFound(ApplicationError):
+    """No such API key (or another user's, reported the same way)."""
+
+    status = 404

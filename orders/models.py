@@ -22,6 +22,8 @@ from matching.core import OPEN_STATUSES, RESTING_STATUSES, OrderStatus, OrderTyp
 __all__ = [
     "OPEN_STATUSES",
     "RESTING_STATUSES",
+    "ApiKey",
+    "ApiKeyScope",
     "Balance",
     "DeadLetter",
     "DeadLetterKind",
@@ -303,3 +305,51 @@ class DeadLetter(models.Model):
     def __str__(self) -> str:
         where = self.market or self.task_name
         return f"dead letter {self.pk} ({where} {self.entry_id}, {self.status}): {self.reason[:60]}"
+
+
+class ApiKeyScope(StrEnum):
+    READ = "read"  # GET: orders, balances, market data
+    TRADE = "trade"  # place and cancel orders
+
+
+class ApiKey(models.Model):
+    """A user's key for signed requests (``orders.authentication``); written by ``orders.apikeys``.
+
+    ``key_id`` is public (sent with every request). The secret is shown once, at creation: the row
+    keeps it only encrypted (``secret_encrypted``, Fernet under ``API_KEY_ENCRYPTION_KEYS``), since
+    checking an HMAC needs the secret itself, not a hash of it. A revoked key stays, with its
+    ``revoked_at``, so its history is kept and its id never comes back.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    key_id = models.CharField(max_length=32, unique=True)
+    label = models.CharField(max_length=100, blank=True, default="")
+    # The scopes sorted and comma-separated ("read", "trade", "read,trade"); the constraint below
+    # keeps it one of those, so at least one scope and no other.
+    scopes = models.CharField(max_length=16)
+    # IP addresses and CIDR networks (normalised strings); empty allows every address.
+    allowed_ips = models.JSONField(default=list, blank=True)
+    secret_encrypted = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Written when a web process fills its cache from the row, not on every request: a key used
+    # now shows a time no older than orders.apikeys.CACHE_TTL_S.
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "api_keys"
+        verbose_name = "API key"
+        constraints = [
+            models.CheckConstraint(condition=Q(scopes__in=["read", "trade", "read,trade"]), name="chk_api_keys_scopes"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key_id} ({self.label})" if self.label else self.key_id
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split(",")) if self.scopes else frozenset()
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -13,6 +13,7 @@ from orders.api import (
     OrderDetailApi,
     OrderListCreateApi,
 )
+from orders.api_keys_api import KeyDetailApi, KeyListCreateApi, SessionApi
 
 app_name = "orders"
 
@@ -24,4 +25,8 @@ urlpatterns = [
     path("markets", MarketListApi.as_view(), name="markets"),
     path("markets/<str:code>/book", MarketBookApi.as_view(), name="market-book"),
     path("markets/<str:code>/trades", MarketTradeListApi.as_view(), name="market-trades"),
+    # The session and API keys: a person's login, and the keys bots sign with (orders.api_keys_api).
+    path("session", SessionApi.as_view(), name="session"),
+    path("keys", KeyListCreateApi.as_view(), name="keys"),
+    path("keys/<str:key_id>", KeyDetailApi.as_view(), name="key-detail"),
 ]

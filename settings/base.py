@@ -6,6 +6,8 @@ MariaDB and Redis on 127.0.0.1, root with an empty password.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -106,10 +108,15 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Bots sign each request with an API key (docs/API.md); people in a browser use the session
+        # (CSRF enforced). No HTTP Basic: it hashed the account password on every request.
+        "orders.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "orders.authentication.HasKeyScope",  # an API key needs `read` for GET, `trade` to place/cancel
+    ],
     "EXCEPTION_HANDLER": "spot.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -134,6 +141,18 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- API keys (docs/API.md, "Authentication") -----------------------------------------------------
+# A signed request whose timestamp is further than this from the server's clock, either way, is
+# refused; a signature is remembered for twice as long, so a replay within the window is refused too.
+API_RECV_WINDOW_MS = env_int("API_RECV_WINDOW_MS", 5_000)
+# Fernet keys (comma-separated) that encrypt API key secrets at rest: the first encrypts, every one
+# decrypts. To rotate, put a new key first, run `manage.py apikey reencrypt`, then drop the old one.
+# Development and tests derive one from SECRET_KEY; prod.py requires the variable.
+API_KEY_ENCRYPTION_KEYS = env_list(
+    "API_KEY_ENCRYPTION_KEYS",
+    [base64.urlsafe_b64encode(hashlib.sha256(b"api-key-secrets:" + SECRET_KEY.encode()).digest()).decode()],
+)
 
 # --- Celery -------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1")

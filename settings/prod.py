@@ -8,6 +8,9 @@ development settings. Development says ``settings.dev`` explicitly (``scripts/ru
 deployment itself is described in docs/DEPLOY.md.
 """
 
+import base64
+import binascii
+
 from django.core.exceptions import ImproperlyConfigured
 
 from settings.base import *  # noqa: F403
@@ -54,3 +57,20 @@ X_FRAME_OPTIONS = "DENY"
 # --- The API ------------------------------------------------------------------------------------
 # JSON only: the browsable API is a development aid (it renders forms and the user's data as HTML).
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]}
+
+# --- API keys -----------------------------------------------------------------------------------
+# The keys that encrypt API key secrets at rest, given explicitly: a default derived from
+# DJANGO_SECRET_KEY (as in development) would make every API key unusable when that key is rotated.
+API_KEY_ENCRYPTION_KEYS = env_list("API_KEY_ENCRYPTION_KEYS", [])
+if not API_KEY_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured(
+        "API_KEY_ENCRYPTION_KEYS is required in production: one or more Fernet keys, comma-separated "
+        '(python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())")'
+    )
+for _key in API_KEY_ENCRYPTION_KEYS:
+    try:
+        _valid = len(base64.urlsafe_b64decode(_key.encode())) == 32
+    except (binascii.Error, ValueError):
+        _valid = False
+    if not _valid:
+        raise ImproperlyConfigured("each of API_KEY_ENCRYPTION_KEYS must be a Fernet key: 32 bytes, URL-safe base64")

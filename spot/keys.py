@@ -18,6 +18,8 @@ truth, so losing any of these loses no accepted order (``new`` orders are pushed
 | ``dlq:requeued:<dead letter id>`` | string | ``DEAD_LETTER_REQUEUED_TTL_S`` | a dead letter's requeue | the requeue (at most once) |
 | ``dlq:counts``                   | hash   | none (a counter)             | the dead letter record task | the web's ``/metrics`` |
 | ``dlq:counted:<dead letter id>`` | string | ``DEAD_LETTER_COUNTED_TTL_S`` | the dead letter record task | the same task (count once) |
+| ``apikey:<key id>``              | string | ``orders.apikeys.CACHE_TTL_S`` | a key's first use, its revoke | ``orders.authentication``, every web worker |
+| ``apikey:seen:<key id>:<signature>`` | string | 2 x ``API_RECV_WINDOW_MS`` | ``orders.authentication`` | the same (a replay is refused) |
 | ``naive:stats:<market>``         | hash   | none (benchmark only)        | the naive pipeline      | loadtest                  |
 | ``naive:latency:<market>``       | list   | none (benchmark only)        | the naive pipeline      | loadtest                  |
 | ``naive:ready:<market>``         | string | while its worker runs        | the naive worker        | loadtest                  |
@@ -109,3 +111,14 @@ def dead_letter_counted(dead_letter_id: int) -> str:
 def dead_letter_counts() -> str:
     """Dead letters recorded, per ``"<market>\t<reason kind>"`` (``spot_dead_letters_total``)."""
     return "dlq:counts"
+
+
+def api_key(key_id: str) -> str:
+    """An API key's cached lookup (user, scopes, allowlist, the encrypted secret), or ``-`` once it is
+    revoked or unknown (``orders.apikeys``)."""
+    return f"apikey:{key_id}"
+
+
+def api_key_seen(key_id: str, signature: str) -> str:
+    """Present while a signed request's signature may not be used again (replay protection)."""
+    return f"apikey:seen:{key_id}:{signature}"

@@ -21,6 +21,7 @@ SECRETS = {
     "MYSQL_USER": "spot",
     "MYSQL_PASSWORD": "x",
     "DJANGO_ALLOWED_HOSTS": "spot.example",
+    "API_KEY_ENCRYPTION_KEYS": "b3X6vG2o1nF0qK8yVtQm4cR7sJ9eH5dA1zW3pL6uN0I=",
 }
 
 # Requests through Django's test client under the production settings; only paths that need neither
@@ -74,6 +75,8 @@ def test_production_settings_refuse_to_start_without_a_secret_key_and_say_how_to
         ({"DJANGO_SECRET_KEY": "k" * 60}, "at least 50 characters"),  # long, but one character
         ({"DJANGO_ALLOWED_HOSTS": ""}, "DJANGO_ALLOWED_HOSTS"),
         ({"MYSQL_USER": "root"}, "must not be root"),
+        ({"API_KEY_ENCRYPTION_KEYS": ""}, "API_KEY_ENCRYPTION_KEYS is required"),
+        ({"API_KEY_ENCRYPTION_KEYS": "not-a-fernet-key"}, "must be a Fernet key"),
     ],
 )
 def test_production_settings_refuse_a_weak_or_missing_value(change, complaint):
