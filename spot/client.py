@@ -120,6 +120,7 @@ class SpotClient:
         self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
         self._last_used = 0.0
+        self._last_ms = 0
 
     # -- the one request method ----------------------------------------------------------------------
 
@@ -130,7 +131,10 @@ class SpotClient:
         full_path = self._prefix + path
         query = urlencode({k: _param(v) for k, v in (params or {}).items() if v is not None})
         body = b"" if json is None else encode_json(json)
-        headers = signed_headers(self.key, self._secret, method, full_path, query, body)
+        # Two identical requests in one millisecond would have one signature, and the server refuses
+        # the second as a replay: this client's timestamps only go up.
+        self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)
+        headers = signed_headers(self.key, self._secret, method, full_path, query, body, now_ms=self._last_ms)
         headers["Accept"] = "application/json"
         if json is not None:
             headers["Content-Type"] = "application/json"

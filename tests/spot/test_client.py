@@ -130,6 +130,16 @@ def test_it_signs_the_query_string_as_sent(recorder) -> None:
     )
 
 
+def test_two_identical_requests_never_share_a_signature(recorder) -> None:
+    client = SpotClient(_url(recorder), "AKID", SECRET)
+    for _ in range(20):  # faster than the clock's milliseconds
+        client.balances()
+
+    timestamps = [int(headers["X-API-Timestamp"]) for _, _, headers, _ in recorder.requests]
+    assert timestamps == sorted(set(timestamps))
+    assert len({headers["X-API-Signature"] for _, _, headers, _ in recorder.requests}) == 20
+
+
 def test_it_keeps_one_connection_alive_between_requests(recorder) -> None:
     client = SpotClient(_url(recorder), "AKID", SECRET)
     client.balances()

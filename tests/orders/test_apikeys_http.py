@@ -1,0 +1,139 @@
+"""API keys over real HTTP: gunicorn as the Procfile runs it (two workers), the shipped client
+(spot/client.py), real MariaDB and Redis. A bot places, lists and cancels; each refusal is checked on
+the wire (the path as sent, gunicorn's raw request target); a revoke is seen by both workers at once."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+from orders.apikeys import api_key_create, api_key_revoke
+from orders.balances import balance_deposit
+from orders.models import Order
+from spot.client import SpotClient, signed_headers
+from tests.factories import MarketFactory, UserFactory
+from tests.spot.conftest import WebServer
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+ORDER = {"market": "btc_usdt", "trade_type": "buy", "type": "limit", "quantity": "0.5", "price": "100.00"}
+
+
+@pytest.fixture
+def trader(redis_client):
+    MarketFactory(coin="btc", currency="usdt")
+    user = UserFactory()
+    balance_deposit(user=user, asset="usdt", amount=Decimal("100000"))
+    return user
+
+
+@pytest.fixture
+def web(tmp_path, trader) -> Iterator[WebServer]:
+    server = WebServer(tmp_path / "web", workers=2)
+    yield server
+    server.stop()
+
+
+def send(web: WebServer, method: str, target: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, dict]:
+    """One request on a fresh connection (so either worker may take it), sent exactly as given."""
+    connection = http.client.HTTPConnection("127.0.0.1", web.port, timeout=30)
+    try:
+        connection.request(method, target, body=body or None, headers={"Content-Type": "application/json", **headers})
+        response = connection.getresponse()
+        payload = response.read()
+        return response.status, {"body": json.loads(payload or b"{}"), **dict(response.getheaders())}
+    finally:
+        connection.close()
+
+
+def test_a_bot_places_lists_and_cancels_with_the_shipped_client(web, trader):
+    key, secret = api_key_create(user=trader, label="bot", scopes="read,trade")
+    client = SpotClient(f"http://127.0.0.1:{web.port}", key.key_id, secret)
+
+    placed = client.place("btc_usdt", "buy", "limit", Decimal("0.5"), price=Decimal("100.00"))
+    assert placed.status == 201, placed
+    order_id = placed.json()["id"]
+    assert [o["id"] for o in client.orders(market="btc_usdt", limit=10).json()] == [order_id]
+    assert client.order(order_id).json()["id"] == order_id
+    assert client.balances().status == 200
+    assert client.book("btc_usdt").status == 200
+    assert client.trades("btc_usdt").status == 200
+    canceled = client.cancel(order_id)
+
+    assert canceled.status == 202 and canceled.json() == {"id": order_id, "status": "cancel_requested"}
+    assert Order.objects.get(id=order_id).user_id == trader.pk
+    client.close()
+
+
+def test_the_signature_covers_the_path_as_sent_percent_encoded(web, trader):
+    key, secret = api_key_create(user=trader, scopes="read")
+    client = SpotClient(f"http://127.0.0.1:{web.port}", key.key_id, secret)
+
+    # %5F is "_": Django routes the decoded path, the signature covers the bytes the client sent.
+    assert client.request("GET", "/api/markets/btc%5Fusdt/book").status == 200
+    headers = signed_headers(key.key_id, secret, "GET", "/api/markets/btc_usdt/book")
+    assert send(web, "GET", "/api/markets/btc%5Fusdt/book", headers)[0] == 401
+
+
+def test_each_refusal_says_which_check_failed(web, trader):
+    key, secret = api_key_create(user=trader, scopes="read,trade", allowed_ips=["127.0.0.1"])
+    body = json.dumps(ORDER).encode()
+    now = int(time.time() * 1000)
+
+    def message(method, target, headers, sent=body):
+        status, answer = send(web, method, target, headers, sent)
+        assert status == 401, (status, answer)
+        return answer["body"]["message"]
+
+    signed = signed_headers(key.key_id, secret, "POST", "/api/orders", "", body)
+    assert message("POST", "/api/orders", signed, body.replace(b"0.5", b"9.5")).startswith("bad signature")
+    signed = signed_headers(key.key_id, secret, "GET", "/api/orders", "limit=1")
+    assert message("GET", "/api/orders?limit=2", signed, b"").startswith("bad signature")
+    assert message("GET", "/api/balances?limit=1", signed, b"").startswith("bad signature")
+    wrong = signed_headers(key.key_id, secret.swapcase(), "POST", "/api/orders", "", body)
+    assert message("POST", "/api/orders", wrong).startswith("bad signature")
+    old = signed_headers(key.key_id, secret, "POST", "/api/orders", "", body, now_ms=now - 60_000)
+    assert message("POST", "/api/orders", old).startswith("timestamp too old")
+    future = signed_headers(key.key_id, secret, "POST", "/api/orders", "", body, now_ms=now + 60_000)
+    assert message("POST", "/api/orders", future).startswith("timestamp in the future")
+    once = signed_headers(key.key_id, secret, "POST", "/api/orders", "", body)
+    assert send(web, "POST", "/api/orders", once, body)[0] == 201
+    assert message("POST", "/api/orders", once) == "replayed request: this signature was already used"
+    assert Order.objects.count() == 1
+
+    status, answer = send(web, "GET", "/api/balances", {})
+    assert status == 401 and answer["WWW-Authenticate"].startswith("X-API-Signature")
+
+    elsewhere, other_secret = api_key_create(user=trader, scopes="read", allowed_ips=["10.0.0.0/8"])
+    refused = signed_headers(elsewhere.key_id, other_secret, "GET", "/api/balances")
+    assert message("GET", "/api/balances", refused, b"") == "this API key does not allow requests from this IP address"
+
+
+def test_a_revoked_key_is_refused_at_once_by_both_web_workers(web, trader):
+    key, secret = api_key_create(user=trader, scopes="read")
+
+    def balances() -> int:
+        return send(web, "GET", "/api/balances", signed_headers(key.key_id, secret, "GET", "/api/balances"))[0]
+
+    def pids(status: int) -> set[str]:
+        pattern = re.compile(rf'"GET /api/balances HTTP/1\.1" {status} .* <?(\d+)>? \[')
+        return {m[1] for line in web.access_lines() if (m := pattern.search(line))}
+
+    workers = {str(pid) for pid in web.worker_pids()}
+    deadline = time.monotonic() + 30
+    while pids(200) != workers and time.monotonic() < deadline:  # fresh connections: either worker answers
+        assert balances() == 200
+    assert pids(200) == workers, "both workers served the key (and cached it)"
+
+    api_key_revoke(key_id=key.key_id)
+
+    answers = []
+    while pids(401) != workers and time.monotonic() < deadline + 30:
+        answers.append(balances())
+    assert pids(401) == workers and set(answers) == {401}
