@@ -1,14 +1,14 @@
 """Redis cut for the web: gunicorn (as the Procfile runs it) reaches Redis only through the test's proxy.
-While it is cut, /health/ready answers 503 naming Redis, orders are still accepted (in the DB, funds
-held) and nothing answers 5xx other than the readiness contract; when Redis returns, readiness turns
-200 and the sweeper (beat + the default worker) pushes the orders that missed their stream.
+While it is cut, /health/ready answers 503 naming Redis, orders signed with an API key are still
+accepted (the key is read from the DB; the order is in the DB, funds held) and nothing answers 5xx
+other than the readiness contract; when Redis returns, readiness turns 200 and the sweeper (beat +
+the default worker) pushes the orders that missed their stream.
 
 (Redis cut for the matcher: tests/pipeline/test_processes.py, the test named
 ``test_while_redis_is_unreachable_for_the_matcher_...``.)"""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import socket
@@ -22,8 +22,10 @@ import pytest
 from django.conf import settings
 
 from orders import invariants
+from orders.apikeys import api_key_create
 from orders.models import Order, OrderStatus
 from spot import keys
+from spot.client import SpotClient
 from tests.faults.conftest import assert_end_state, stream_settled, wait_until
 from tests.pipeline.proxy import CuttableProxy
 
@@ -37,17 +39,23 @@ def _free_port() -> int:
 
 
 class Http:
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
+    """Readiness without credentials; orders signed with each trader's API key (spot/client.py)."""
 
-    def call(self, method: str, path: str, body: dict | None = None, user=None) -> tuple[int, dict]:
-        request = urllib.request.Request(self.base + path, method=method)  # noqa: S310 - http://127.0.0.1 only
-        if body is not None:
-            request.data = json.dumps(body).encode()
-            request.add_header("Content-Type", "application/json")
-        if user is not None:
-            token = base64.b64encode(f"{user.username}:pass-for-tests".encode()).decode()
-            request.add_header("Authorization", f"Basic {token}")
+    def __init__(self, port: int, traders) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.clients = {}
+        for trader in traders:
+            key, secret = api_key_create(user=trader, label="redis cut", scopes="read,trade")
+            self.clients[trader.pk] = SpotClient(self.base, key.key_id, secret, timeout=15)
+
+    def place(self, order: dict, user) -> int:
+        try:
+            return self.clients[user.pk].request("POST", "/api/orders", json=order).status
+        except OSError:
+            return 0
+
+    def ready(self) -> tuple[int, dict]:
+        request = urllib.request.Request(self.base + "/health/ready")  # noqa: S310 - http://127.0.0.1 only
         try:
             with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
                 return response.status, json.loads(response.read() or b"{}")
@@ -55,9 +63,6 @@ class Http:
             return error.code, json.loads(error.read() or b"{}")
         except OSError:
             return 0, {}
-
-    def ready(self) -> tuple[int, dict]:
-        return self.call("GET", "/health/ready")
 
 
 def _pairs(market, traders, start: int, count: int) -> list[dict]:
@@ -91,11 +96,11 @@ def test_with_redis_cut_for_the_web_readiness_fails_orders_are_kept_and_pushed_w
     matchers.start()
     processes.default_worker()
     processes.start([celery, "-A", "spot", "beat", "-l", "info", "-s", str(tmp_path / "beat-schedule")], "beat")
-    http = Http(port)
+    http = Http(port, traders)
     try:
         wait_until(lambda: http.ready()[0] == 200, 60, message="the web to be ready (DB, Redis, a fresh matcher)")
         for n, order in enumerate(_pairs(market, traders, 0, 10)):
-            assert http.call("POST", "/api/orders", order, traders[n % 2])[0] == 201
+            assert http.place(order, traders[n % 2]) == 201
         wait_until(lambda: stream_settled(redis_client, market), 30, message="the first orders to match")
 
         proxy.cut()
@@ -105,9 +110,7 @@ def test_with_redis_cut_for_the_web_readiness_fails_orders_are_kept_and_pushed_w
         status, body = http.ready()
         assert status == 503 and body["status"] == "not_ready"
         assert body["checks"]["redis"]["status"] == "fail" and body["checks"]["database"]["status"] == "ok"
-        answers = [
-            http.call("POST", "/api/orders", o, traders[n % 2])[0] for n, o in enumerate(_pairs(market, traders, 10, 5))
-        ]
+        answers = [http.place(o, traders[n % 2]) for n, o in enumerate(_pairs(market, traders, 10, 5))]
         assert all(a in (201, 503) for a in answers), answers  # accepted, or refused cleanly; never a 500
         accepted_during_cut = answers.count(201)
         assert accepted_during_cut > 0  # the order is in the DB with its funds held; the sweeper pushes it

@@ -10,12 +10,14 @@ import re
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 
 from orders.apikeys import api_key_create, api_key_revoke
 from orders.balances import balance_deposit
-from orders.models import Order
+from orders.models import ApiKey, Order
 from spot.client import SpotClient, signed_headers
 from tests.factories import MarketFactory, UserFactory
 from tests.spot.conftest import WebServer
@@ -137,3 +139,29 @@ def test_a_revoked_key_is_refused_at_once_by_both_web_workers(web, trader):
     while pids(401) != workers and time.monotonic() < deadline + 30:
         answers.append(balances())
     assert pids(401) == workers and set(answers) == {401}
+
+
+def test_demo_load_trades_over_http_with_fresh_keys_and_revokes_them_when_it_stops(web, trader):
+    balance_deposit(user=trader, asset="btc", amount=Decimal("10"))
+    out, err = StringIO(), StringIO()
+
+    call_command(
+        "demo_load",
+        "--rate",
+        "20",
+        "--seconds",
+        "2",
+        "--seed",
+        "7",
+        "--url",
+        f"http://127.0.0.1:{web.port}",
+        stdout=out,
+        stderr=err,
+    )
+
+    placed = Order.objects.filter(user=trader).count()
+    assert placed > 10, (out.getvalue(), err.getvalue())
+    (key,) = ApiKey.objects.filter(user=trader)
+    assert key.label == "demo_load" and key.scopes == "trade" and key.revoked_at is not None
+    assert "revoked its 1 API keys" in out.getvalue()
+    assert {line.split('" ')[1][:3] for line in web.access_lines() if "/api/orders" in line} <= {"201", "202", "409"}
