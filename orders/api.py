@@ -1,40 +1,39 @@
 """The HTTP API of the orders domain (DRF). Views are thin: a serializer checks the shape of the input,
 a service or selector does the work, a serializer (or the selector's dict) shapes the output.
 
-Errors: input of the wrong shape raises ``InvalidInput`` and business rules raise the services'
-``ApplicationError``s; ``spot.errors.exception_handler`` renders both as
-``{"message": ..., "errors": {field: [message, ...]}}`` with the error's status.
+Errors: input of the wrong shape raises DRF's ``ValidationError`` and business rules raise the
+services' ``ApplicationError``s; ``spot.errors.exception_handler`` renders both as
+``{"message": ..., "errors": {field: [message, ...]}}`` with the error's status, a batch's fields
+named by position (``orders[3].price``). Bodies are read by ``spot.http``'s parsers (JSON and forms).
 
-Amounts are exact: JSON numbers are parsed straight to ``Decimal`` (never through ``float``) and
-strings with ``Decimal(str)``; more than 10 decimal places or 20 integer digits is a 400 (the columns
-are ``DECIMAL(30, 10)``).
+Input is strict (docs/API.md, "Errors"): an amount is an ASCII decimal string (``"0.5"``) or a JSON
+number, taken exactly (never through ``float``); more than 10 decimal places or 20 integer digits is a
+400 (the columns are ``DECIMAL(30, 10)``). A market code is lowercase ASCII as stored (``btc_usdt``).
 """
 
 from __future__ import annotations
 
-import codecs
-import json
+import re
 from decimal import Decimal
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import ParseError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser, get_encoding
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.utils.json import strict_constant
 from rest_framework.views import APIView
 
 from matching.core import plain
-from orders.errors import InvalidInput
+from orders.errors import OrderRejected
 from orders.models import OrderStatus, OrderType, Side, TimeInForce, choices
 from orders.schema import AMOUNT_SCHEMA, BookOutput, CancelOutput, OrderOutput, errors
 from orders.selectors import (
     LIST_LIMIT_MAX,
+    MARKET_CODE,
     balance_list,
     book_get,
+    market_get,
     market_list,
     order_data,
     order_get,
@@ -42,31 +41,80 @@ from orders.selectors import (
     trade_list,
 )
 from orders.services import OrderRequest, order_cancel, order_place, order_place_many
+from spot.http import ExactJSONParser, FormParser, JSONNumber
 
 BATCH_MAX = 50  # orders per batch request; one transaction holds every order's funds
 
 
-class ExactJSONParser(JSONParser):
-    """JSON whose numbers with a fraction or exponent become ``Decimal``, never ``float``: ``0.1`` is
-    0.1 exactly, and a number with more digits than a float holds is judged as sent (more than 10
-    decimal places is refused, not rounded)."""
+# Also the REST_FRAMEWORK defaults (settings/base.py); said here so these views' input never depends
+# on a setting. No multipart: nothing in the API uploads files.
+PARSERS = [ExactJSONParser, FormParser]
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
-        decoded = codecs.getreader(get_encoding(parser_context or {}))(stream)
-        try:
-            return json.load(decoded, parse_float=Decimal, parse_constant=strict_constant)
-        except ValueError as exc:
-            raise ParseError(f"JSON parse error - {exc}") from exc
-
-
-PARSERS = [ExactJSONParser, FormParser, MultiPartParser]
+# Decimal() alone would accept what the API refuses: "0.000_1", other scripts' digits (Arabic-Indic
+# "\u0661", full-width "\uff11"), " 1 ", "+1", "1e5" and "NaN". So strings are matched first; JSON
+# numbers too, as a second guard behind the JSON grammar.
+AMOUNT_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+JSON_NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+COUNT_TEXT = re.compile(r"[0-9]{1,9}")
 
 
 # -- serializers -----------------------------------------------------------------------------------
 
 
-def _amount_input(**kwargs: Any) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=30, decimal_places=10, **kwargs)
+class AmountInput(serializers.DecimalField):
+    """An amount as the API reads it: an ASCII decimal string (digits, an optional leading ``-`` and
+    fraction: ``"0.5"``, ``"100"``; no ``+``, exponent, spaces, underscores or other scripts' digits)
+    or a JSON number (``0.5``, ``1e-3``), taken exactly; at most 20 integer digits and 10 decimal
+    places. A number no ``Decimal`` can hold (``1e99999999999999999999``) is refused like any other."""
+
+    default_error_messages = {"invalid": "must be a decimal number: ASCII digits, as a string or a JSON number"}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_digits=30, decimal_places=10, **kwargs)
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if isinstance(data, JSONNumber):
+            valid = JSON_NUMBER_TEXT.fullmatch(data) is not None
+        elif isinstance(data, str):
+            valid = AMOUNT_TEXT.fullmatch(data) is not None
+        else:  # a JSON integer; never a bool (an int too), a float (the parser makes none) or a container
+            valid = isinstance(data, int) and not isinstance(data, bool)
+        if not valid:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class CountInput(serializers.IntegerField):
+    """A count (``limit``): ASCII digits only; ``int()`` would take other scripts' digits, ``"1_0"`` and
+    ``" 10 "``."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or (isinstance(data, str) and not COUNT_TEXT.fullmatch(data)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class MarketCodeInput(serializers.CharField):
+    """A market code exactly as stored (``btc_usdt``); whitespace is not trimmed, other shapes refused."""
+
+    default_error_messages = {"unknown": "unknown market (a market code is coin_currency in lowercase ASCII)"}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=33, trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        code = super().to_internal_value(data)
+        if not MARKET_CODE.fullmatch(code):
+            self.fail("unknown")
+        return code
+
+
+def _choice(enum: Any, **kwargs: Any) -> serializers.ChoiceField:
+    """A choice of ``enum``'s values; the error lists them instead of echoing the input."""
+    allowed = ", ".join(member.value for member in enum)
+    return serializers.ChoiceField(
+        choices=choices(enum), error_messages={"invalid_choice": f"must be one of {allowed}"}, **kwargs
+    )
 
 
 @extend_schema_field(AMOUNT_SCHEMA)
@@ -79,32 +127,32 @@ class AmountField(serializers.Field):
 
 @extend_schema_serializer(component_name="BatchOrder")
 class OrderInput(serializers.Serializer):
-    trade_type = serializers.ChoiceField(choices=choices(Side))
-    type = serializers.ChoiceField(choices=choices(OrderType))
-    quantity = _amount_input()
-    price = _amount_input(required=False, allow_null=True)
-    time_in_force = serializers.ChoiceField(choices=choices(TimeInForce), default=TimeInForce.GTC)
+    trade_type = _choice(Side)
+    type = _choice(OrderType)
+    quantity = AmountInput()
+    price = AmountInput(required=False, allow_null=True)
+    time_in_force = _choice(TimeInForce, default=TimeInForce.GTC)
 
 
 @extend_schema_serializer(component_name="PlaceOrder")
 class PlaceInput(OrderInput):
-    market = serializers.CharField(max_length=33)
+    market = MarketCodeInput()
 
 
 @extend_schema_serializer(component_name="PlaceOrderBatch")
 class BatchInput(serializers.Serializer):
-    market = serializers.CharField(max_length=33)
+    market = MarketCodeInput()
     orders = OrderInput(many=True, allow_empty=False, max_length=BATCH_MAX)
 
 
 class OrderListQuery(serializers.Serializer):
-    market = serializers.CharField(max_length=33, required=False)
-    status = serializers.ChoiceField(choices=choices(OrderStatus), required=False)
-    limit = serializers.IntegerField(min_value=1, max_value=LIST_LIMIT_MAX, default=100)
+    market = MarketCodeInput(required=False)
+    status = _choice(OrderStatus, required=False)
+    limit = CountInput(min_value=1, max_value=LIST_LIMIT_MAX, default=100)
 
 
 class TradeListQuery(serializers.Serializer):
-    limit = serializers.IntegerField(min_value=1, max_value=LIST_LIMIT_MAX, default=100)
+    limit = CountInput(min_value=1, max_value=LIST_LIMIT_MAX, default=100)
 
 
 @extend_schema_serializer(component_name="Balance")
@@ -203,7 +251,13 @@ class OrderBatchApi(APIView):
             )
             for item in data["orders"]
         ]
-        orders = order_place_many(market=data["market"], requests=requests)
+        try:
+            orders = order_place_many(market=data["market"], requests=requests)
+        except OrderRejected as exc:
+            if exc.item is not None and exc.field:  # one order of the batch: name it by its position
+                exc.field = f"orders[{exc.item}].{exc.field}"
+                exc.message = f"orders[{exc.item}]: {exc.message}"
+            raise
         return Response([order_data(order) for order in orders], status=status.HTTP_201_CREATED)
 
 
@@ -269,7 +323,8 @@ class MarketBookApi(APIView):
         responses={200: BookOutput, **errors(404, 429, 503)},
     )
     def get(self, request: Request, code: str) -> Response:
-        return Response(book_get(market_code=code))
+        market = market_get(code=code)  # 404 for a code no market has
+        return Response(book_get(market_code=market.code))
 
 
 class MarketTradeListApi(APIView):
@@ -287,17 +342,16 @@ class MarketTradeListApi(APIView):
         responses={200: TradeOutput(many=True), **errors(400, 404, 429, 503)},
     )
     def get(self, request: Request, code: str) -> Response:
+        market = market_get(code=code)  # 404 for a code no market has
         limit = _validated(TradeListQuery, request.query_params)["limit"]
-        return Response(TradeOutput(trade_list(market_code=code, limit=limit), many=True).data)
+        return Response(TradeOutput(trade_list(market_code=market.code, limit=limit), many=True).data)
 
 
 # -- internals -------------------------------------------------------------------------------------
 
 
 def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
-    """The serializer's validated data; raises ``InvalidInput`` naming every offending field."""
+    """The serializer's validated data; raises ``ValidationError`` naming every offending field."""
     serializer = serializer_class(data=data)
-    if not serializer.is_valid():
-        errors = serializer.errors
-        raise InvalidInput(f"invalid input: {', '.join(errors)}", extra={"errors": errors})
+    serializer.is_valid(raise_exception=True)
     return serializer.validated_data

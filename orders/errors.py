@@ -17,6 +17,12 @@ class MarketUnavailable(ApplicationError):
     status = 400
 
 
+class MarketNotFound(ApplicationError):
+    """No market has this code (a market route: its book, its trades)."""
+
+    status = 404
+
+
 class OrderNotCancelable(ApplicationError):
     status = 409
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,7 +23,7 @@ from django.db.models import QuerySet
 
 from matching.core import plain
 from orders.cache import cached_order, order_to_cache
-from orders.errors import OrderNotFound, ServiceUnavailable
+from orders.errors import MarketNotFound, OrderNotFound, ServiceUnavailable
 from orders.models import Balance, Market, Order, Trade
 from spot import keys
 from spot.redis import redis_client
@@ -30,6 +31,10 @@ from spot.redis import redis_client
 logger = logging.getLogger(__name__)
 
 LIST_LIMIT_MAX = 500  # a page of a user's orders or a market's trades; larger reads go to exports
+# A market code as stored: lowercase ASCII coin and currency (``btc_usdt``). Matched before any query:
+# the columns' collation is case- and accent-insensitive, so the DB alone would let ``BTC_USDT`` or
+# ``btç_üsdt`` find ``btc_usdt``.
+MARKET_CODE = re.compile(r"[a-z0-9]{1,16}_[a-z0-9]{1,16}")
 AMOUNT_FIELDS = ("quantity", "executed_quantity", "executed_quote", "fee")
 OPTIONAL_AMOUNT_FIELDS = ("price", "average_price")
 
@@ -85,6 +90,29 @@ def order_list(
 def balance_list(*, user: AbstractBaseUser) -> QuerySet[Balance]:
     """The user's balances by asset (``available`` is a property: ``total - held``)."""
     return Balance.objects.filter(user_id=user.pk).order_by("asset")
+
+
+def market_find(code: str) -> Market | None:
+    """The market whose code is exactly ``code`` (``btc_usdt``), enabled or not; ``None`` when there is none.
+
+    Cost: no query for a code of the wrong shape, else one read of uniq_markets_coin_currency. The
+    row is compared again in Python because the collation would match other spellings.
+    """
+    if not MARKET_CODE.fullmatch(code):
+        return None
+    coin, _, currency = code.partition("_")
+    market = Market.objects.filter(coin=coin, currency=currency).first()
+    if market is None or (market.coin, market.currency) != (coin, currency):
+        return None
+    return market
+
+
+def market_get(*, code: str) -> Market:
+    """The market named exactly ``code``; raises ``MarketNotFound`` (404) when there is none."""
+    market = market_find(code)
+    if market is None:
+        raise MarketNotFound("unknown market", field="code")
+    return market
 
 
 def market_list() -> QuerySet[Market]:

@@ -42,6 +42,7 @@ from orders.models import (
     TimeInForce,
 )
 from orders.outbox import order_command, orders_push
+from orders.selectors import MARKET_CODE, market_find
 from spot import keys, metrics
 from spot.correlation import current as current_correlation_id
 from spot.correlation import new_correlation_id
@@ -63,11 +64,12 @@ class OrderRequest:
 
 
 def market_by_code(code: str) -> Market:
-    """The market named ``btc_usdt``; raises ``MarketUnavailable``."""
-    coin, sep, currency = code.partition("_")
-    market = Market.objects.filter(coin=coin, currency=currency).first() if sep else None
+    """The market named exactly ``code`` (``btc_usdt``: lowercase ASCII, as stored; ``BTC_USDT`` is
+    another, unknown, code); raises ``MarketUnavailable``."""
+    market = market_find(code)
     if market is None:
-        raise MarketUnavailable(f"unknown market {code!r}", field="market")
+        shown = repr(code) if MARKET_CODE.fullmatch(code) else "(a market code is coin_currency in lowercase ASCII)"
+        raise MarketUnavailable(f"unknown market {shown}", field="market")
     return market
 
 
@@ -111,7 +113,7 @@ def order_place_many(
         return []
     reference = _market_buy_reference(market) if any(_is_market_buy(r) for r in requests) else None
     ids = allocator.take(len(requests))
-    orders = [_build(market, request, order_id, reference) for request, order_id in zip(requests, ids, strict=True)]
+    orders = _build_all(market, requests, ids, reference)
 
     holds: dict[tuple[int, str], Decimal] = {}
     receives: set[tuple[int, str]] = set()
@@ -199,6 +201,20 @@ def _market_buy_reference(market: Market) -> Decimal:
 
 def _multiple(value: Decimal, step: Decimal) -> bool:
     return value % step == 0
+
+
+def _build_all(
+    market: Market, requests: Sequence[OrderRequest], ids: Sequence[int], reference: Decimal | None
+) -> list[Order]:
+    """``_build`` for each request; a rejection says which request (``item``: its position)."""
+    orders = []
+    for item, (request, order_id) in enumerate(zip(requests, ids, strict=True)):
+        try:
+            orders.append(_build(market, request, order_id, reference))
+        except OrderRejected as exc:
+            exc.item = item
+            raise
+    return orders
 
 
 def _build(market: Market, request: OrderRequest, order_id: int, reference: Decimal | None) -> Order:

@@ -40,6 +40,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "spot.correlation.CorrelationIdMiddleware",
+    # 413/415 before anything reads the body; every error under /api/ as JSON (spot.http)
+    "spot.http.ApiEdgeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -120,6 +122,18 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "spot.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+
+# --- Request bodies (docs/API.md, "Errors"; spot.http) ----------------------------------------------
+# The API's bodies are small: a batch of 50 orders is about 10 KB. 1 MiB leaves room for the admin's
+# forms and answers 413 to what is only there to fill memory (Django's default is 2.5 MB).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1_048_576)
+# Form fields in one request, 400 above it. Django's default, stated: an order form has 6 fields; the
+# admin's list actions post one per selected row (100 on a page).
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("DATA_UPLOAD_MAX_NUMBER_FIELDS", 1_000)
+# Only the declared media types are parsed, each by its exact name (no */*), and no multipart.
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["spot.http.ExactJSONParser", "spot.http.FormParser"]
+REST_FRAMEWORK["DEFAULT_CONTENT_NEGOTIATION_CLASS"] = "spot.http.ContentNegotiation"
+REST_FRAMEWORK["TEST_REQUEST_DEFAULT_FORMAT"] = "json"  # DRF's test client would send multipart
 
 # The OpenAPI schema at /api/schema/ and its docs page at /api/docs/ (docs/API.md); the signing
 # scheme and the error shape are described in orders/schema.py.

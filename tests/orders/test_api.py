@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from urllib.parse import urlencode
 
 import pytest
 from django.db import connection
@@ -96,7 +97,7 @@ def test_a_number_with_more_digits_than_a_float_holds_is_taken_as_sent(api, trad
 
 
 def test_a_form_encoded_order_is_accepted(api):
-    response = api.post("/api/orders", _order())
+    response = api.post("/api/orders", urlencode(_order()), content_type="application/x-www-form-urlencoded")
 
     assert response.status_code == 201, response.data
 
@@ -209,7 +210,8 @@ def test_a_database_error_during_place_answers_503(api, trader):
 def test_placing_needs_an_authenticated_user(market):
     response = APIClient().post("/api/orders", _order(), format="json")
 
-    assert response.status_code == 403
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"]
     assert Order.objects.count() == 0
 
 
@@ -232,7 +234,7 @@ def test_a_batch_places_every_order_and_answers_201_with_the_list(api, trader):
     assert (_held(trader, "usdt"), _held(trader, "btc")) == (Decimal("50"), Decimal("0.2"))
 
 
-def test_a_batch_with_one_order_off_the_grid_writes_nothing(api, trader):
+def test_a_batch_with_one_order_off_the_grid_names_it_and_writes_nothing(api, trader):
     orders = [
         {"trade_type": "buy", "type": "limit", "quantity": "0.5", "price": "100"},
         {"trade_type": "buy", "type": "limit", "quantity": "0.5", "price": "100.001"},
@@ -241,18 +243,26 @@ def test_a_batch_with_one_order_off_the_grid_writes_nothing(api, trader):
     response = api.post("/api/orders/batch", {"market": "btc_usdt", "orders": orders}, format="json")
 
     assert response.status_code == 400
-    assert "price" in response.data["errors"]
+    assert list(response.data["errors"]) == ["orders[1].price"]
+    assert response.data["message"].startswith("orders[1]: price must be a multiple of the tick size")
     assert Order.objects.count() == 0
     assert _held(trader, "usdt") == 0
 
 
-def test_a_batch_with_a_malformed_order_names_the_orders_field(api):
-    orders = [{"trade_type": "buy", "type": "limit", "quantity": "x", "price": "100"}]
+def test_a_batch_with_malformed_orders_names_each_field_by_its_position(api):
+    orders = [
+        {"trade_type": "buy", "type": "limit", "quantity": "1", "price": "100"},
+        {"trade_type": "buy", "type": "limit", "quantity": "x", "price": "100"},
+        {"trade_type": "buy", "type": "limit", "quantity": "1", "price": "100"},
+        {"trade_type": "hold", "type": "limit", "quantity": "1", "price": "1_00"},
+    ]
 
     response = api.post("/api/orders/batch", {"market": "btc_usdt", "orders": orders}, format="json")
 
     assert response.status_code == 400
-    assert response.data["errors"]["orders"][0]["quantity"]
+    assert set(response.data["errors"]) == {"orders[1].quantity", "orders[3].trade_type", "orders[3].price"}
+    assert response.data["message"].startswith("invalid input: orders[1].quantity")
+    assert Order.objects.count() == 0
 
 
 @pytest.mark.parametrize("count", [0, 51])
