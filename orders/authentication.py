@@ -26,6 +26,8 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
 
 from orders.models import ApiKeyScope
 from spot.client import signing_message
@@ -104,7 +106,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise AuthenticationFailed(
                 "bad signature: it does not match the key's secret over timestamp, method, path, query and body"
             )
-        if not record.allows(meta.get("REMOTE_ADDR", "")):
+        if not record.allows(_client_address(request)):
             raise AuthenticationFailed("this API key does not allow requests from this IP address")
         if not fresh:
             raise AuthenticationFailed("replayed request: this signature was already used")
@@ -145,6 +147,15 @@ def _target(request: Request) -> tuple[str, str]:
         path, _, query = raw.partition("?")
         return path, query
     return escape_uri_path(request._request.path), meta.get("QUERY_STRING", "")
+
+
+def _client_address(request: Request) -> str:
+    """The address an allowlist is checked against: ``REMOTE_ADDR``, or behind ``NUM_PROXIES``
+    trusted proxies the one the nearest proxy wrote in ``X-Forwarded-For`` (DRF's rule, as the rate
+    limits use). Unset, DRF would believe the whole header, which any client can write: not here."""
+    if api_settings.NUM_PROXIES is None:
+        return str(request._request.META.get("REMOTE_ADDR", ""))
+    return str(BaseThrottle().get_ident(request))
 
 
 def _user(record: KeyRecord) -> Any:

@@ -277,6 +277,19 @@ def test_an_address_outside_the_allowlist_is_refused(trader):
     assert refusal(outside) == "this API key does not allow requests from this IP address"
 
 
+def test_behind_trusted_proxies_the_allowlist_checks_the_address_the_nearest_proxy_saw(trader):
+    key, secret = api_key_create(user=trader, scopes="read", allowed_ips=["203.0.113.0/24"])
+    forwarded = {"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}  # a client's own entry, then the proxy's
+
+    def status(num_proxies):
+        with override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK, "NUM_PROXIES": num_proxies}):
+            return call(Client(), key.key_id, secret, "GET", "/api/balances", headers=forwarded, REMOTE_ADDR="10.0.0.1")
+
+    assert status(1).status_code == 200
+    assert refusal(status(0)) == "this API key does not allow requests from this IP address"
+    assert refusal(status(None)) == "this API key does not allow requests from this IP address"  # never the header
+
+
 def test_without_redis_keys_still_work_from_the_database_and_replays_to_the_same_process_are_refused(trade_key):
     key, secret = trade_key
     headers = signed_headers(key.key_id, secret, "GET", "/api/balances")
