@@ -27,7 +27,16 @@ from rest_framework.views import APIView
 from matching.core import plain
 from orders.errors import OrderRejected
 from orders.models import OrderStatus, OrderType, Side, TimeInForce, choices
-from orders.schema import AMOUNT_SCHEMA, BookOutput, CancelOutput, OrderOutput, errors
+from orders.schema import (
+    AMOUNT_SCHEMA,
+    BATCH_EXAMPLES,
+    MARKET_CODE_PARAMETER,
+    PLACE_EXAMPLES,
+    BookOutput,
+    CancelOutput,
+    OrderOutput,
+    errors,
+)
 from orders.selectors import (
     LIST_LIMIT_MAX,
     MARKET_CODE,
@@ -71,6 +80,13 @@ class AmountInput(serializers.DecimalField):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_digits=30, decimal_places=10, **kwargs)
+
+    def validate_empty_values(self, data: Any) -> tuple[bool, Any]:
+        # DRF's DecimalField takes any blank text ("  ") as null where null is allowed; only an empty
+        # value is (a form cannot send null otherwise).
+        if data == "" and self.allow_null:
+            return (True, None)
+        return serializers.Field.validate_empty_values(self, data)
 
     def to_internal_value(self, data: Any) -> Decimal:
         if isinstance(data, JSONNumber):
@@ -198,6 +214,7 @@ class OrderListCreateApi(APIView):
         operation_id="orders_create",
         summary="Place an order",
         request=PlaceInput,
+        examples=PLACE_EXAMPLES,
         responses={201: OrderOutput, **errors(400, 401, 403, 413, 415, 429, 503)},
     )
     def post(self, request: Request) -> Response:
@@ -236,6 +253,7 @@ class OrderBatchApi(APIView):
         operation_id="orders_batch_create",
         summary="Place up to 50 orders of one market, all or none",
         request=BatchInput,
+        examples=BATCH_EXAMPLES,
         responses={201: OrderOutput(many=True), **errors(400, 401, 403, 413, 415, 429, 503)},
     )
     def post(self, request: Request) -> Response:
@@ -319,7 +337,7 @@ class MarketBookApi(APIView):
     @extend_schema(
         operation_id="markets_book_retrieve",
         summary="A market's order book",
-        parameters=[OpenApiParameter("code", str, OpenApiParameter.PATH, description="Market code, e.g. `btc_usdt`.")],
+        parameters=[MARKET_CODE_PARAMETER],
         responses={200: BookOutput, **errors(404, 429, 503)},
     )
     def get(self, request: Request, code: str) -> Response:
@@ -336,7 +354,7 @@ class MarketTradeListApi(APIView):
         operation_id="markets_trades_list",
         summary="A market's latest trades, newest first",
         parameters=[
-            OpenApiParameter("code", str, OpenApiParameter.PATH, description="Market code, e.g. `btc_usdt`."),
+            MARKET_CODE_PARAMETER,
             TradeListQuery,
         ],
         responses={200: TradeOutput(many=True), **errors(400, 404, 429, 503)},

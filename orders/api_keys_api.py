@@ -13,6 +13,7 @@ from typing import Any
 
 from django.contrib.auth import authenticate, get_user, login, logout
 from django.middleware.csrf import get_token
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
@@ -24,6 +25,7 @@ from rest_framework.views import APIView
 from orders.api import ExactJSONParser, _validated
 from orders.apikeys import api_key_create, api_key_list, api_key_revoke
 from orders.models import ApiKey, ApiKeyScope, choices
+from orders.schema import errors
 
 # JSON only: a browser sends JSON cross-site only after a CORS preflight this API never grants, so a
 # hostile page cannot log a visitor in (or out) with a form.
@@ -61,11 +63,26 @@ class KeyOutput(serializers.Serializer):
     scopes = serializers.SerializerMethodField()
     allowed_ips = serializers.ListField(child=serializers.CharField())
     created_at = serializers.DateTimeField()
-    last_used_at = serializers.DateTimeField()
-    revoked_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
 
     def get_scopes(self, key: ApiKey) -> list[str]:
         return sorted(key.scope_set)
+
+
+class KeyCreatedOutput(KeyOutput):
+    """The answer to creating a key (describes it in the OpenAPI schema; the view adds ``secret``)."""
+
+    secret = serializers.CharField(help_text="The key's secret: shown this once, never again.")
+
+
+SESSION_OUTPUT = inline_serializer(
+    "Session",
+    {
+        "username": serializers.CharField(),
+        "csrf_token": serializers.CharField(help_text="Send as X-CSRFToken with this session's POST and DELETE."),
+    },
+)
 
 
 class SessionApi(APIView):
@@ -79,12 +96,23 @@ class SessionApi(APIView):
     def get_authenticate_header(self, request: Request) -> str:
         return SessionLogin().authenticate_header(request)  # a wrong password is 401, not DRF's 403
 
+    @extend_schema(
+        operation_id="session_create",
+        summary="Log in: a session cookie and its CSRF token",
+        request=LoginInput,
+        responses={200: SESSION_OUTPUT, **errors(400, 401, 413, 415, 429, 503)},
+    )
     def post(self, request: Request) -> Response:
         data = _validated(LoginInput, request.data)
         user = _password_user(request, data["username"], data["password"])
         login(request._request, user)
         return Response({"username": user.get_username(), "csrf_token": get_token(request._request)})
 
+    @extend_schema(
+        operation_id="session_destroy",
+        summary="Log out",
+        responses={204: OpenApiResponse(description="Logged out (or there was no session)."), **errors(403, 429, 503)},
+    )
     def delete(self, request: Request) -> Response:
         if get_user(request._request).is_authenticated:  # the session's user (DRF's request.user is anonymous)
             SessionLogin().enforce_csrf(request)
@@ -101,10 +129,21 @@ class KeyListCreateApi(APIView):
     permission_classes = [AllowAny]  # checked per method below: the session, or password once
     parser_classes = JSON_ONLY
 
+    @extend_schema(
+        operation_id="keys_list",
+        summary="The user's API keys, revoked ones too (no secrets)",
+        responses={200: KeyOutput(many=True), **errors(401, 403, 429, 503)},
+    )
     def get(self, request: Request) -> Response:
         user = _session_user(request)
         return Response(KeyOutput(api_key_list(user=user), many=True).data)
 
+    @extend_schema(
+        operation_id="keys_create",
+        summary="Create an API key; the answer holds its secret, shown this once",
+        request=KeyCreateInput,
+        responses={201: KeyCreatedOutput, **errors(400, 401, 403, 413, 415, 429, 503)},
+    )
     def post(self, request: Request) -> Response:
         data = _validated(KeyCreateInput, request.data)
         if "username" in data or "password" in data:
@@ -123,6 +162,15 @@ class KeyDetailApi(APIView):
     authentication_classes = [SessionLogin]
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="keys_revoke",
+        summary="Revoke one of the user's API keys",
+        parameters=[OpenApiParameter("key_id", str, OpenApiParameter.PATH, description="The key's public id.")],
+        responses={
+            204: OpenApiResponse(description="Revoked (already revoked is fine)."),
+            **errors(401, 403, 404, 429, 503),
+        },
+    )
     def delete(self, request: Request, key_id: str) -> Response:
         api_key_revoke(key_id=key_id, user=_session_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

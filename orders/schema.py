@@ -9,8 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
-from drf_spectacular.utils import OpenApiResponse, extend_schema_field, extend_schema_serializer
+from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema_field,
+    extend_schema_serializer,
+)
 from rest_framework import serializers
 
 from orders.models import OrderStatus, OrderType, Side, TimeInForce, choices
@@ -134,6 +141,117 @@ ERROR_MEANINGS = {
 def errors(*statuses: int) -> dict[int, OpenApiResponse]:
     """``@extend_schema(responses=...)`` entries for these error statuses, each the ``Error`` component."""
     return {status: OpenApiResponse(ErrorOutput, description=ERROR_MEANINGS[status]) for status in statuses}
+
+
+# Examples show a reader a request that works, and give the fuzz test (tests/orders/test_fuzz.py) a
+# valid starting point: a random market code or an amount off the grid never gets past validation.
+PLACE_EXAMPLES = [
+    OpenApiExample(
+        "A limit buy",
+        value={"market": "btc_usdt", "trade_type": "buy", "type": "limit", "quantity": "0.01", "price": "30000"},
+        request_only=True,
+    ),
+    OpenApiExample(
+        "A market sell, immediate or cancel",
+        value={
+            "market": "btc_usdt",
+            "trade_type": "sell",
+            "type": "market",
+            "quantity": "0.01",
+            "time_in_force": "ioc",
+        },
+        request_only=True,
+    ),
+]
+BATCH_EXAMPLES = [
+    OpenApiExample(
+        "Two limit orders",
+        value={
+            "market": "btc_usdt",
+            "orders": [
+                {"trade_type": "buy", "type": "limit", "quantity": "0.01", "price": "29000"},
+                {"trade_type": "sell", "type": "limit", "quantity": "0.01", "price": "31000", "time_in_force": "gtc"},
+            ],
+        },
+        request_only=True,
+    ),
+]
+MARKET_CODE_PARAMETER = OpenApiParameter(
+    "code",
+    str,
+    OpenApiParameter.PATH,
+    description="Market code: coin and currency in lowercase ASCII (`btc_usdt`).",
+    examples=[OpenApiExample("BTC/USDT", value="btc_usdt")],
+)
+
+SIGNING = """A bot signs every request with one of its API keys (created in the admin, by `manage.py apikey
+create`, or at `POST /api/keys`). Three headers, all required:
+
+- `X-API-Key`: the key's public id;
+- `X-API-Timestamp`: the time of sending, in milliseconds since the Unix epoch, a decimal integer;
+- `X-API-Signature`: lowercase hex HMAC-SHA256 of the message below, keyed with the key's secret.
+
+The message is `f"{timestamp}\\n{METHOD}\\n{path}\\n{query}\\n".encode() + body`: the path as sent
+(percent-encoded, e.g. `/api/orders`), the query string as sent without `?` (empty if none) and the
+body's raw bytes (none for a GET). `spot/client.py` in the repository does this in a few lines.
+
+A timestamp more than the receive window (5 s unless configured) from the server's clock, or a
+signature already used within it, is refused with 401 saying which. A key needs the `read` scope for
+GET and `trade` to place or cancel (403 otherwise). The docs page's "Try it out" cannot sign; it works
+with a browser session (log in to the admin, or `POST /api/session`)."""
+
+
+class SignedRequestScheme(OpenApiAuthenticationExtension):
+    """The API key headers, one security scheme each: OpenAPI has no scheme for an HMAC over the
+    request, so the three are required together and the signature is described in words."""
+
+    target_class = "orders.authentication.ApiKeyAuthentication"
+    name = ["apiKey", "apiTimestamp", "apiSignature"]
+
+    def get_security_definition(self, auto_schema: Any) -> list[dict[str, Any]]:
+        return [
+            {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": SIGNING},
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-API-Timestamp",
+                "description": "Milliseconds since the Unix epoch, a decimal integer; part of the signed message.",
+            },
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-API-Signature",
+                "description": "Lowercase hex HMAC-SHA256 of the signed message (see `apiKey`), keyed with the secret.",
+            },
+        ]
+
+
+class SessionScheme(OpenApiAuthenticationExtension):
+    """A browser session: DRF's class (``cookieAuth``) or a subclass of it, e.g.
+    ``orders.api_keys_api.SessionLogin`` (``sessionLogin``). drf-spectacular keys a scheme by its
+    class, so the subclass needs a name of its own though it reads the same cookie."""
+
+    target_class = "rest_framework.authentication.SessionAuthentication"
+    match_subclasses = True
+    priority = 1  # over drf-spectacular's own, which matches DRF's class only and says nothing of CSRF
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        cls = type(self.target)
+        if cls.__module__.startswith("rest_framework."):
+            return "cookieAuth"
+        return cls.__name__[0].lower() + cls.__name__[1:]
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": settings.SESSION_COOKIE_NAME,
+            "description": (
+                "A person's browser session (`POST /api/session`, or the admin's login). POST and DELETE "
+                "also need the session's CSRF token in `X-CSRFToken`."
+            ),
+        }
 
 
 def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:

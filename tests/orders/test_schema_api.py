@@ -95,6 +95,26 @@ def test_the_error_component_is_message_and_errors_by_field(schema):
     assert error["properties"]["errors"]["additionalProperties"] == {"type": "array", "items": {"type": "string"}}
 
 
+def test_the_security_schemes_are_the_signed_headers_and_the_session(schema):
+    schemes = schema["components"]["securitySchemes"]
+
+    headers = {schemes[name]["name"] for name in ("apiKey", "apiTimestamp", "apiSignature")}
+    assert headers == {"X-API-Key", "X-API-Timestamp", "X-API-Signature"}
+    assert all(schemes[name]["in"] == "header" for name in ("apiKey", "apiTimestamp", "apiSignature"))
+    assert "{timestamp}\\n{METHOD}\\n{path}\\n{query}\\n" in schemes["apiKey"]["description"]
+    assert schemes["cookieAuth"] == {**schemes["cookieAuth"], "type": "apiKey", "in": "cookie", "name": "sessionid"}
+    assert "basicAuth" not in schemes
+
+
+def test_an_order_route_takes_all_three_signed_headers_together_or_a_session(schema):
+    security = schema["paths"]["/api/orders"]["post"]["security"]
+
+    assert {"apiKey": [], "apiTimestamp": [], "apiSignature": []} in security
+    assert {"cookieAuth": []} in security
+    assert {} not in security  # not public
+    assert {} in schema["paths"]["/api/markets"]["get"]["security"]  # public
+
+
 def test_amount_inputs_are_ascii_decimal_strings_or_json_numbers(schema):
     place = schema["components"]["schemas"]["PlaceOrderRequest"]["properties"]
 
