@@ -12,7 +12,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from settings.env import env_bool, env_float, env_int, env_int_map, env_list, env_str
+from settings.env import env_bool, env_float, env_int, env_int_map, env_list, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -40,6 +40,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "spot.correlation.CorrelationIdMiddleware",
+    # 429 for an address over its authentication failures, before its credentials are checked (spot.ratelimit)
+    "spot.ratelimit.AuthFailureLimitMiddleware",
     # 413/415 before anything reads the body; every error under /api/ as JSON (spot.http)
     "spot.http.ApiEdgeMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -167,6 +169,33 @@ API_KEY_ENCRYPTION_KEYS = env_list(
     "API_KEY_ENCRYPTION_KEYS",
     [base64.urlsafe_b64encode(hashlib.sha256(b"api-key-secrets:" + SECRET_KEY.encode()).digest()).decode()],
 )
+
+# --- Rate limits (docs/API.md, "Rate limits"; spot.ratelimit) -------------------------------------
+# Kept in Redis (REDIS_URL), shared by every web worker. A rate N/period lets N requests through at
+# once, then refills at N per period. The defaults: one key may send 50 writes a second (an order,
+# a batch of up to 50, a cancel each count one), 5 % of the 1,000 orders a second a 2-core machine
+# is built to take, so no single bot crowds out the rest; 100 reads a second, since reads come
+# from the order cache and bots poll their orders and balances; 20 requests a second per address
+# without credentials, twice what a client needs to follow a book the matcher publishes ~10 times a
+# second; 30 authentication failures a minute per address: enough for a bot with a skewed clock or a
+# person mistyping to notice, while a guesser gets one try every 2 s.
+RATE_LIMITS_ENABLED = env_bool("RATE_LIMITS_ENABLED", True)
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
+    "spot.ratelimit.TradeThrottle",
+    "spot.ratelimit.ReadThrottle",
+    "spot.ratelimit.AnonThrottle",
+]
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
+    "trade": env_rate("RATE_LIMIT_TRADE", "50/s"),
+    "read": env_rate("RATE_LIMIT_READ", "100/s"),
+    "anon": env_rate("RATE_LIMIT_ANON", "20/s"),
+    "auth_failures": env_rate("RATE_LIMIT_AUTH_FAILURES", "30/m"),  # spot.ratelimit.AuthFailureLimitMiddleware
+}
+# Reverse proxies in front of the web that append the client's address to X-Forwarded-For. 0: the
+# client is REMOTE_ADDR and X-Forwarded-For is ignored (a client could write anything in it).
+REST_FRAMEWORK["NUM_PROXIES"] = env_int("NUM_PROXIES", 0)
+if REST_FRAMEWORK["NUM_PROXIES"] < 0:
+    raise ImproperlyConfigured(f"NUM_PROXIES must be 0 or more, not {REST_FRAMEWORK['NUM_PROXIES']}")
 
 # --- Celery -------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1")

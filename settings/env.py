@@ -75,3 +75,21 @@ def env_int_map(name: str, default: dict[str, int]) -> dict[str, int]:
         except ValueError:
             raise ImproperlyConfigured(f"{name}: the value of {key!r} must be an integer, not {value!r}") from None
     return result
+
+
+# Units of DRF's SimpleRateThrottle.parse_rate, which would take any word by its first letter ("5/sec").
+_RATE_UNITS = frozenset("smhd")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A rate limit ``N/s``, ``N/m``, ``N/h`` or ``N/d`` (N >= 1), returned as ``"N/u"``.
+
+    Checked here so that a typo stops start-up instead of failing every request in DRF's parser.
+    """
+    raw = os.environ.get(name, default)
+    count, sep, unit = (part.strip() for part in raw.partition("/"))
+    if not sep or not count.isascii() or not count.isdigit() or int(count) < 1 or unit not in _RATE_UNITS:
+        raise ImproperlyConfigured(
+            f"{name} must be a number of requests (1 or more) per s, m, h or d, like 50/s, not {raw!r}"
+        )
+    return f"{int(count)}/{unit}"

@@ -18,6 +18,7 @@ truth, so losing any of these loses no accepted order (``new`` orders are pushed
 | ``dlq:requeued:<dead letter id>`` | string | ``DEAD_LETTER_REQUEUED_TTL_S`` | a dead letter's requeue | the requeue (at most once) |
 | ``dlq:counts``                   | hash   | none (a counter)             | the dead letter record task | the web's ``/metrics`` |
 | ``dlq:counted:<dead letter id>`` | string | ``DEAD_LETTER_COUNTED_TTL_S`` | the dead letter record task | the same task (count once) |
+| ``ratelimit:<limit>:<who>``      | string | until the limit is unused again (at most its period) | ``spot.ratelimit``, web | ``spot.ratelimit``, every web worker |
 | ``apikey:<key id>``              | string | ``orders.apikeys.CACHE_TTL_S`` | a key's first use, its revoke | ``orders.authentication``, every web worker |
 | ``apikey:seen:<key id>:<signature>`` | string | 2 x ``API_RECV_WINDOW_MS`` | ``orders.authentication`` | the same (a replay is refused) |
 | ``naive:stats:<market>``         | hash   | none (benchmark only)        | the naive pipeline      | loadtest                  |
@@ -111,6 +112,12 @@ def dead_letter_counted(dead_letter_id: int) -> str:
 def dead_letter_counts() -> str:
     """Dead letters recorded, per ``"<market>\t<reason kind>"`` (``spot_dead_letters_total``)."""
     return "dlq:counts"
+
+
+def rate_limit(scope: str, who: str) -> str:
+    """A rate limit's state for one client (``trade``/``read`` and ``key:<id>`` or ``user:<id>``;
+    ``anon``/``auth_failures`` and ``ip:<address>``): the time its allowance is next full (GCRA)."""
+    return f"ratelimit:{scope}:{who}"
 
 
 def api_key(key_id: str) -> str:

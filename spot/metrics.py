@@ -51,3 +51,11 @@ def breaker_changed(name: str, state: object) -> None:
 
 
 INTAKE = Counter("spot_intake_orders_total", "Orders accepted by intake.", ["market"])
+RATE_LIMITED = Counter(
+    "spot_rate_limited_total", "Requests refused with 429 by a rate limit (spot.ratelimit), by limit.", ["scope"]
+)
+RATE_LIMIT_UNCHECKED = Counter(
+    "spot_rate_limit_unchecked_total",
+    "Requests let through without a rate limit check because the limits' Redis failed (fail-open), by limit.",
+    ["scope"],
+)

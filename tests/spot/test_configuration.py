@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "configuration.md"
 SECTION = "## Variables the settings read"
-READERS = {"env_str", "env_int", "env_float", "env_bool", "env_list", "env_int_map", "getenv"}
+READERS = {"env_str", "env_int", "env_float", "env_bool", "env_list", "env_int_map", "env_rate", "getenv"}
 ENVIRON_METHODS = {"get", "setdefault"}
 
 
