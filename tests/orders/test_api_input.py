@@ -511,6 +511,7 @@ def test_the_order_list_refuses_a_market_code_in_another_spelling(api):
         "\u0967.5",  # DEVANAGARI DIGIT ONE
         " 1",
         "1 ",
+        " ",
         "+1",
         "1e-1",
         "1.",
@@ -627,6 +628,17 @@ def test_gunicorn_answers_bad_input_from_anyone_with_json_and_no_5xx(web, market
         assert status == expected, (method, path, headers, status, content[:300])
         assert set(json.loads(content)) <= {"message", "errors"}, content[:300]
     assert "Traceback" not in web.errors()
+
+
+def test_an_empty_price_in_a_form_is_no_price(api, trader, redis_client):
+    publish = {"market": "btc_usdt", "bids": [], "asks": [["101", "1"]]}
+    redis_client.set("book:btc_usdt", json.dumps(publish))
+    fields = _order(type="market", price="")
+
+    response = api.post("/api/orders", urlencode(fields), content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 201, response.content
+    assert Order.objects.get().price is None
 
 
 @pytest.mark.parametrize("order_id", ["99999999999999999999999", "0", "00001"])
