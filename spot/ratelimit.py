@@ -291,7 +291,10 @@ def _limited(request: HttpRequest) -> bool:
 
 
 def _public_read(request: HttpRequest, view_func: Callable[..., Any]) -> bool:
-    """A GET/HEAD/OPTIONS of a DRF view open to everyone (``AllowAny``): market data, the schema."""
+    """A GET/HEAD/OPTIONS of a DRF view whose permissions are all ``AllowAny``: market data and the
+    schema, and also ``GET /api/keys``, which checks its session itself; none of them takes a password
+    or a signature, so none helps a guesser. Judged by the view's declared permissions, not by its
+    authentication classes, so the middleware stays independent of how credentials are checked."""
     if request.method not in SAFE_METHODS:
         return False
     permissions = getattr(getattr(view_func, "cls", None), "permission_classes", None)
