@@ -47,12 +47,12 @@ def _record(**extra: object) -> logging.LogRecord:
 
 @pytest.mark.django_db
 def test_a_4xx_logged_by_django_request_after_the_middleware_returned_carries_the_request_id(client, request_log):
-    # The API answers 403 as a response (not an exception): django.request logs it in the handler,
+    # The API answers 401 as a response (not an exception): django.request logs it in the handler,
     # outside every middleware, where the id is no longer bound.
     response = client.get("/api/orders", headers={HEADER: CID})
 
-    assert response.status_code == 403
-    assert any("Forbidden: /api/orders" in line for line in request_log.lines), request_log.lines
+    assert response.status_code == 401
+    assert any("Unauthorized: /api/orders" in line for line in request_log.lines), request_log.lines
     assert all(f"[{CID}]" in line for line in request_log.lines), request_log.lines
 
 
