@@ -1,8 +1,11 @@
 """Writes of balances: deposits, the fee account, and the holds intake takes for new orders.
 
-Lock order (both sides rely on it): balance rows are locked in (user, asset) order, by intake's hold
-update here and by the matcher's balance update (``Settlement.balance_rows``), so the two never wait
-on each other in a cycle.
+Lock order: a transaction that locks several balance rows takes them in
+``matching.core.lock_order.balance_lock_order`` (by user, then asset), as the matcher's balance update
+does; that module says why this rules out deadlocks between the two. Intake's hold transaction locks
+balance rows only through the one ordered ``UPDATE`` of ``balance_hold``: the rows an order will
+receive into are created before it, outside any transaction (``balance_rows_ensure``), because an
+``INSERT IGNORE`` of a row that exists takes a shared lock on it, out of that order.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 
+from matching.core.lock_order import BalanceKey, balance_lock_order
 from orders.errors import InsufficientFunds, OrderRejected
 from orders.models import Balance, Market
 
@@ -57,12 +61,13 @@ WHERE b.total - b.held >= v.amount
 """
 
 
-def balance_hold(holds: dict[tuple[int, str], Decimal]) -> None:
+def balance_hold(holds: dict[BalanceKey, Decimal]) -> None:
     """Reserve funds; raises ``InsufficientFunds`` (rolling the transaction back) if any falls short.
 
-    Rows are taken in (user, asset) order, the order ``Settlement.balance_rows`` gives the matcher.
+    One statement; it locks the rows in ``balance_lock_order`` (the order of its JSON array), the
+    order the matcher's balance update takes them in.
     """
-    rows = [[user, asset, str(amount)] for (user, asset), amount in sorted(holds.items())]
+    rows = [[user, asset, str(holds[user, asset])] for user, asset in balance_lock_order(holds)]
     with connection.cursor() as cursor:
         cursor.execute(_HOLD, [json.dumps(rows)])
         if cursor.rowcount == len(rows):
@@ -74,21 +79,43 @@ def balance_hold(holds: dict[tuple[int, str], Decimal]) -> None:
     )
 
 
-def _first_short(holds: dict[tuple[int, str], Decimal]) -> tuple[int, str]:
-    for (user, asset), amount in sorted(holds.items()):
+def _first_short(holds: dict[BalanceKey, Decimal]) -> BalanceKey:
+    ordered = balance_lock_order(holds)
+    for user, asset in ordered:
         balance = Balance.objects.filter(user_id=user, asset=asset).first()
-        if balance is None or balance.available < amount:
+        if balance is None or balance.available < holds[user, asset]:
             return user, asset
-    return next(iter(sorted(holds)))
+    return ordered[0]
 
 
-def balance_rows_ensure(pairs: set[tuple[int, str]]) -> None:
-    """The matcher settles into existing rows only; create the ones an order will receive into."""
+_EXISTING = """
+SELECT b.user_id, b.asset FROM JSON_TABLE(%s, '$[*]' COLUMNS (
+    user_id BIGINT PATH '$[0]', asset VARCHAR(16) PATH '$[1]'
+)) AS v
+STRAIGHT_JOIN balances AS b FORCE INDEX (uniq_balances_user_asset) ON b.user_id = v.user_id AND b.asset = v.asset
+"""
+
+
+def balance_rows_ensure(pairs: set[BalanceKey]) -> None:
+    """Create the balance rows an order will receive into (the matcher settles into existing rows only).
+
+    Call it outside a transaction, before the hold. A plain ``SELECT`` (a consistent read: no lock,
+    no wait for a transaction that holds the row) finds the rows that exist, as they nearly always
+    do; only missing ones get an ``INSERT IGNORE``, in autocommit, so the shared lock it takes on a row
+    another request created meanwhile lasts one statement and no transaction holds it. One statement,
+    two the first time a user trades an asset. Rows are never deleted, so a row found stays there.
+    """
     if not pairs:
         return
-    placeholders = ", ".join(["(%s, %s, 0, 0, NOW(6))"] * len(pairs))
-    args = [value for pair in sorted(pairs) for value in pair]
+    ordered = balance_lock_order(pairs)
     with connection.cursor() as cursor:
+        cursor.execute(_EXISTING, [json.dumps(ordered)])
+        missing = set(ordered).difference((int(user), str(asset)) for user, asset in cursor.fetchall())
+        if not missing:
+            return
+        rows = balance_lock_order(missing)
+        placeholders = ", ".join(["(%s, %s, 0, 0, NOW(6))"] * len(rows))
         cursor.execute(
-            f"INSERT IGNORE INTO balances (user_id, asset, total, held, updated_at) VALUES {placeholders}", args
+            f"INSERT IGNORE INTO balances (user_id, asset, total, held, updated_at) VALUES {placeholders}",
+            [value for row in rows for value in row],
         )

@@ -1,15 +1,18 @@
 """Writes of the orders domain: placing and canceling orders.
 
-``order_place_many`` is the one way an order is accepted: validate against the market, then ONE
-transaction {hold funds with a conditional update that cannot go negative; create the balance row of
-the asset the order will receive; insert the orders as ``new``}, then, after commit, push each order
-to its market's stream once (``orders.outbox``; balances and holds are ``orders.balances``).
+``order_place_many`` is the one way an order is accepted: validate against the market; create the
+balance row of the asset the order will receive if it is missing (outside any transaction); then ONE
+transaction {hold funds with a conditional update that cannot go negative; insert the orders as
+``new``}, run again if MariaDB picked it as a deadlock victim or timed out its lock wait; then, after
+commit, push each order to its market's stream once (``orders.outbox``; balances and holds are
+``orders.balances``, whose docstring gives the lock order).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
@@ -17,7 +20,7 @@ from decimal import ROUND_CEILING, Decimal
 import redis
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 
 from matching.commands import CancelCommand, encode
 from matching.queue import RedisStreamOrderQueue
@@ -47,6 +50,7 @@ from spot import keys, metrics
 from spot.correlation import current as current_correlation_id
 from spot.correlation import new_correlation_id
 from spot.redis import redis_client
+from spot.resilience import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +103,14 @@ def order_place_many(
     """Accept several orders of one market in one transaction; all or none.
 
     Raises ``OrderRejected`` / ``MarketUnavailable`` (bad values), ``InsufficientFunds`` (naming the
-    user and asset). Statements: one hold update, one balance-row insert, one multi-row order insert,
-    plus a sequence read per 1,000 ids. After commit, one Redis round trip pushes the orders and
-    writes them to the order cache; if Redis is down then, the orders stay ``new`` and the sweeper
-    pushes them when it is back. ``enqueue=False`` leaves the pushing to the caller (the loadtest
-    accepts a whole stream first, then offers it to the matcher at a chosen rate).
+    user and asset), and the database's ``OperationalError`` (answered 503) when it is unavailable or
+    when the hold transaction still meets a deadlock or lock-wait timeout after
+    ``INTAKE_LOCK_RETRIES`` retries. Statements: one balance-row read (plus an insert the first time a
+    user receives an asset), one hold update, one multi-row order insert, plus a sequence read per
+    1,000 ids. After commit, one Redis round trip pushes the orders and writes them to the order
+    cache; if Redis is down then, the orders stay ``new`` and the sweeper pushes them when it is
+    back. ``enqueue=False`` leaves the pushing to the caller (the loadtest accepts a whole stream
+    first, then offers it to the matcher at a chosen rate).
     """
     if isinstance(market, str):
         market = market_by_code(market)
@@ -122,10 +129,8 @@ def order_place_many(
         holds[(order.user_id, pays)] = holds.get((order.user_id, pays), Decimal(0)) + order.held
         receives.add((order.user_id, gets))
 
-    with transaction.atomic():
-        balance_hold(holds)
-        balance_rows_ensure(receives)
-        Order.objects.bulk_create(orders)
+    balance_rows_ensure(receives)
+    _hold_and_insert(market, holds, orders, correlation_id)
 
     if enqueue:
         orders_push(market, orders, correlation_id or _correlation_id())
@@ -160,6 +165,62 @@ def order_cancel(*, user: AbstractBaseUser, order_id: int, correlation_id: str |
 
 
 # -- internals -------------------------------------------------------------------------------------
+
+# MariaDB errors after which the hold transaction is worth running again: it was chosen as a deadlock
+# victim and rolled back (1213), or it waited longer than innodb_lock_wait_timeout for a row (1205).
+# The lock order makes both rare; they can still come from a statement outside it (an operator's).
+_LOCK_ERRORS = {1213: "deadlock", 1205: "lock_wait_timeout"}
+
+
+def _lock_retry_policy() -> RetryPolicy:
+    """FR-RL-002's one retry policy with intake's own timing: the transaction that won a deadlock
+    commits within milliseconds, and a client is waiting, so the backoff starts at
+    ``INTAKE_LOCK_RETRY_BASE_S`` instead of 100 ms; the jitter of up to 100 % keeps two victims of one
+    deadlock from meeting again."""
+    base = settings.INTAKE_LOCK_RETRY_BASE_S
+    retries = settings.INTAKE_LOCK_RETRIES
+    return RetryPolicy(max_retries=retries, base=base, cap=base * 2**retries, jitter=1.0)
+
+
+def _hold_and_insert(
+    market: Market, holds: dict[tuple[int, str], Decimal], orders: list[Order], correlation_id: str | None
+) -> None:
+    """The hold transaction: hold the funds and insert the orders, all or nothing.
+
+    Run again, whole, after a deadlock or lock-wait timeout (``_LOCK_ERRORS``), up to
+    ``INTAKE_LOCK_RETRIES`` times; the last error is raised. A failed attempt left nothing behind:
+    the rollback undid its hold and its rows, and the order ids it used came from the sequence
+    outside the transaction, so the next attempt inserts the same ids and no order is accepted twice
+    or lost. Inside a caller's transaction nothing is retried: a deadlock rolled back the caller's
+    work too, and only the caller can run that again.
+    """
+    policy = _lock_retry_policy()
+    retry = not connection.in_atomic_block
+    attempt = 0
+    while True:
+        try:
+            with transaction.atomic():
+                balance_hold(holds)
+                Order.objects.bulk_create(orders)
+            return
+        except OperationalError as exc:
+            reason = _LOCK_ERRORS.get(exc.args[0]) if exc.args else None
+            if reason is None or not retry or attempt >= policy.max_retries:
+                raise
+            delay = policy.delay(attempt)
+            attempt += 1
+            metrics.INTAKE_LOCK_RETRIES.labels(market.code, reason).inc()
+            logger.warning(
+                "intake %s: %s in the hold transaction of %s orders; retry %s of %s in %.1f ms",
+                market.code,
+                reason,
+                len(orders),
+                attempt,
+                policy.max_retries,
+                delay * 1000,
+                extra={"correlation_id": correlation_id} if correlation_id else None,
+            )
+            time.sleep(delay)
 
 
 def _correlation_id() -> str:

@@ -239,6 +239,10 @@ ORDER_SWEEP_AFTER_S = env_int("ORDER_SWEEP_AFTER_S", 5)  # a `new` order this ol
 # A market buy given in base quantity holds quantity x reference price x (1 + collar); it never
 # spends more than that (price protection, as large exchanges do).
 MARKET_BUY_COLLAR = env_str("MARKET_BUY_COLLAR", "0.05")
+# Intake runs its hold transaction again after a deadlock or lock-wait timeout (orders.services):
+# 2 retries, three attempts in all, waiting base x 2**retry plus up to 100 % jitter between them.
+INTAKE_LOCK_RETRIES = env_int("INTAKE_LOCK_RETRIES", 2)
+INTAKE_LOCK_RETRY_BASE_S = env_float("INTAKE_LOCK_RETRY_BASE_S", 0.005)
 FEE_ACCOUNT_USERNAME = "fees"
 
 # --- Resilience (FR-RL-001, FR-RL-002) -----------------------------------------------------------

@@ -51,6 +51,11 @@ def breaker_changed(name: str, state: object) -> None:
 
 
 INTAKE = Counter("spot_intake_orders_total", "Orders accepted by intake.", ["market"])
+INTAKE_LOCK_RETRIES = Counter(
+    "spot_intake_lock_retries_total",
+    "Intake's hold transactions run again after a deadlock or lock-wait timeout, by error.",
+    ["market", "error"],
+)
 RATE_LIMITED = Counter(
     "spot_rate_limited_total", "Requests refused with 429 by a rate limit (spot.ratelimit), by limit.", ["scope"]
 )

@@ -25,6 +25,7 @@ from typing import NamedTuple, Protocol
 
 from matching.commands import PlaceCommand
 from matching.core import CancelResult, OrderStatus, PlaceResult, Side, Trade, to_units, units_text
+from matching.core.lock_order import balance_lock_order
 
 BASE = Decimal("1E-10")  # one base unit: the finest amount a DecimalField(30, 10) holds
 BASE_PLACES = 10
@@ -140,13 +141,16 @@ class Settlement:
         return bool(self.orders)
 
     def balance_rows(self) -> list[BalanceRow]:
-        """The balance changes in (user, asset) order: the one order in which balance rows are locked,
-        by intake and the matcher alike, so the two never wait on each other in a cycle."""
-        return [
-            BalanceRow(user, asset, units_text(total), units_text(held))
-            for (user, asset), (total, held) in sorted(self._balances.items())
-            if total or held
-        ]
+        """The balance changes in ``balance_lock_order``: the matcher's balance ``UPDATE`` locks the
+        rows in this order, as intake's hold does, so the two never wait on each other in a cycle
+        (``matching.core.lock_order`` says why)."""
+        balances = self._balances
+        rows = []
+        for key in balance_lock_order(balances):
+            total, held = balances[key]
+            if total or held:
+                rows.append(BalanceRow(key[0], key[1], units_text(total), units_text(held)))
+        return rows
 
     def balance_delta(self, user: int, asset: str) -> tuple[int, int]:
         """(total, held) change of one balance so far, in base units."""

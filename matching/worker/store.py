@@ -10,6 +10,12 @@ in ``autocommit=0``, so a batch costs its DML statements plus one ``COMMIT``:
 3. ``UPDATE balances JOIN JSON_TABLE(...)`` with each (user, asset)'s deltas;
 4. ``COMMIT``.
 
+Lock order: statement 3 locks balance rows one by one in the order of its JSON array, which
+``Settlement.balance_rows`` builds in ``matching.core.lock_order.balance_lock_order``, the order
+intake's hold takes them in too; so the matcher and intake never deadlock on balance rows. Statement 1
+locks order rows first, but intake never locks an order row the matcher updates (it only inserts new
+ones, which reach the matcher after intake's commit).
+
 Each statement carries its rows as one JSON parameter, so the statement text (and the server's parse
 work) stays the same whatever the batch size, and no row value is ever spliced into SQL.
 """

@@ -50,7 +50,8 @@ def test_a_batch_with_one_user_short_of_funds_writes_nothing_for_anyone(market, 
     assert f"user {poor.pk}" in error.value.message
     assert Order.objects.count() == 0
     assert (_held(rich, "usdt"), _held(poor, "usdt")) == (0, 0)
-    assert not Balance.objects.filter(asset="btc").exists()
+    # The rows the orders would receive into are created before the hold transaction: empty, harmless.
+    assert all(b.total == b.held == 0 for b in Balance.objects.filter(asset="btc"))
     assert redis_client.xlen(STREAM) == 0
 
 
@@ -160,3 +161,300 @@ def test_an_accepted_order_lands_in_its_market_stream_once_and_in_the_cache(mark
     assert pushed_again == 0  # the push-once marker stops the sweeper's duplicate
     cached = cached_order(redis_client, order.id)
     assert (cached["user"], cached["status"], cached["market"]) == (str(user.pk), "new", "btc_usdt")
+
+
+# -- lock order, balance rows outside the hold transaction, lock retries ----------------------------
+#
+# These tests use several real connections at once, so their rows must be committed: transaction=True.
+
+
+def _raw_connection():
+    """A MySQLdb connection of its own to the test database, READ COMMITTED as the web's and the
+    matcher's are, in explicit-transaction mode."""
+    import MySQLdb
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    conn = MySQLdb.connect(
+        host=db["HOST"] or "127.0.0.1",
+        port=int(db["PORT"] or 3306),
+        user=db["USER"],
+        password=db["PASSWORD"],
+        database=db["NAME"],
+        charset="utf8mb4",
+        autocommit=False,
+    )
+    conn.cursor().execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    return conn
+
+
+def _wait_for_lock_wait(thread_id: int, timeout: float = 10.0) -> None:
+    """Until the connection ``thread_id`` waits for a row lock."""
+    from tests.pipeline.conftest import wait_until
+
+    probe = _raw_connection()
+    try:
+
+        def waiting() -> bool:
+            cursor = probe.cursor()
+            cursor.execute(
+                "SELECT COUNT(*) FROM information_schema.innodb_trx "
+                "WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'",
+                [thread_id],
+            )
+            (count,) = cursor.fetchone()
+            probe.commit()
+            return count == 1
+
+        try:
+            # Polled slower than every 100 ms: the server refreshes innodb_trx only after it went
+            # unread that long, so a faster poll reads the same stale snapshot forever.
+            wait_until(waiting, timeout, interval=0.15, message=f"connection {thread_id} to wait for a row lock")
+        except AssertionError:
+            cursor = probe.cursor()
+            cursor.execute(
+                "SELECT id, command, state, info FROM information_schema.processlist WHERE id = %s", [thread_id]
+            )
+            process = cursor.fetchall()
+            cursor.execute(
+                "SELECT trx_state, trx_query FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = %s",
+                [thread_id],
+            )
+            raise AssertionError(f"connection {thread_id}: {process} {cursor.fetchall()}") from None
+    finally:
+        probe.close()
+
+
+def _locked(user_id: int, asset: str) -> bool:
+    """Whether another transaction holds the balance row's lock (asked with NOWAIT: never waits)."""
+    import MySQLdb
+
+    probe = _raw_connection()
+    try:
+        probe.cursor().execute(
+            "SELECT id FROM balances WHERE user_id = %s AND asset = %s FOR UPDATE NOWAIT", [user_id, asset]
+        )
+        return False
+    except MySQLdb.OperationalError as exc:
+        assert exc.args[0] in (1205, 3572), exc  # lock wait timeout / NOWAIT: the row is locked
+        return True
+    finally:
+        probe.rollback()
+        probe.close()
+
+
+def _hold_rows(user_id: int, assets: list[str]) -> list:
+    return [[user_id, asset, "1"] for asset in assets]
+
+
+def _settle_rows(user_id: int, assets: list[str]) -> list:
+    return [[user_id, asset, "0", "0"] for asset in assets]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("statement", ["intake's hold", "the matcher's balance update"])
+@pytest.mark.parametrize("json_order", [["btc", "eth", "usdt"], ["usdt", "eth", "btc"]])
+def test_the_balance_updates_of_intake_and_the_matcher_lock_rows_in_the_order_of_their_json_rows(statement, json_order):
+    import json
+    import threading
+
+    from matching.worker.store import _UPDATE_BALANCES
+    from orders.balances import _HOLD
+
+    user = UserFactory()
+    for asset in ("btc", "eth", "usdt"):
+        BalanceFactory(user=user, asset=asset, total=Decimal("10"))
+    sql, rows = (_HOLD, _hold_rows) if statement == "intake's hold" else (_UPDATE_BALANCES, _settle_rows)
+    holder, runner = _raw_connection(), _raw_connection()
+    runner_id = runner.thread_id()
+    holder.cursor().execute("SELECT id FROM balances WHERE user_id = %s AND asset = 'eth' FOR UPDATE", [user.pk])
+    run = threading.Thread(target=lambda: runner.cursor().execute(sql, [json.dumps(rows(user.pk, json_order))]))
+    run.start()
+    try:
+        _wait_for_lock_wait(runner_id)  # stopped at the middle row, eth, which the holder has
+
+        first, last = json_order[0], json_order[-1]
+        assert _locked(user.pk, first), f"{statement} had not locked {first}, its first JSON row"
+        assert not _locked(user.pk, last), f"{statement} had locked {last}, its last JSON row, already"
+    finally:
+        holder.rollback()
+        run.join(10)
+        runner.rollback()
+        holder.close()
+        runner.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_balance_hold_sends_its_rows_in_the_lock_order_whatever_order_it_is_given():
+    import threading
+
+    from django.db import connection, transaction
+
+    from orders.balances import balance_hold
+
+    user = UserFactory()
+    for asset in ("btc", "eth", "usdt"):
+        BalanceFactory(user=user, asset=asset, total=Decimal("10"))
+    holder = _raw_connection()
+    holder.cursor().execute("SELECT id FROM balances WHERE user_id = %s AND asset = 'eth' FOR UPDATE", [user.pk])
+    thread_id: list[int] = []
+
+    def hold() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT CONNECTION_ID()")
+                thread_id.append(cursor.fetchone()[0])
+            with transaction.atomic():
+                balance_hold({(user.pk, asset): Decimal("1") for asset in ("usdt", "eth", "btc")})
+        finally:
+            connection.close()
+
+    run = threading.Thread(target=hold)
+    run.start()
+    try:
+        while not thread_id:
+            run.join(0.01)
+        _wait_for_lock_wait(thread_id[0])
+
+        assert _locked(user.pk, "btc") and not _locked(user.pk, "usdt")
+    finally:
+        holder.rollback()
+        holder.close()
+        run.join(10)
+    assert _held(user, "btc") == _held(user, "eth") == _held(user, "usdt") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_hold_transaction_locks_balance_rows_only_by_its_update_and_the_receiving_row_is_created_before_it(
+    market, redis_client
+):
+    from django.db import connection
+
+    user = _funded("1000")  # no btc row yet: this buy creates it
+    statements: list[tuple[bool, str]] = []
+
+    def record(execute, sql, params, many, context):
+        statements.append((connection.in_atomic_block, " ".join(sql.split())))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        order_place(user=user, market=market, side="buy", order_type="limit", quantity="1", price="100")
+
+    inside = [sql for in_transaction, sql in statements if in_transaction]
+    outside = [sql for in_transaction, sql in statements if not in_transaction]
+    assert [sql.split()[0] for sql in inside] == ["UPDATE", "INSERT"], inside
+    assert "balances" in inside[0] and inside[1].startswith("INSERT INTO `orders`"), inside
+    assert [sql.split()[:3] for sql in outside if "balances" in sql] == [
+        ["SELECT", "b.user_id,", "b.asset"],
+        ["INSERT", "IGNORE", "INTO"],
+    ], outside
+    btc = Balance.objects.get(user=user, asset="btc")
+    assert (btc.total, btc.held) == (0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_receiving_row_that_exists_is_only_read_not_inserted(market, redis_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    user = _funded("1000", btc="0")
+
+    with CaptureQueriesContext(connection) as queries:
+        order_place(user=user, market=market, side="buy", order_type="limit", quantity="1", price="100")
+
+    assert not [q["sql"] for q in queries if "INSERT IGNORE" in q["sql"]]
+
+
+def _retries(reason: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value("spot_intake_lock_retries_total", {"market": "btc_usdt", "error": reason})
+    return value or 0.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hold_transaction_chosen_as_a_deadlock_victim_is_run_again_and_its_orders_accepted_once(
+    market, redis_client, caplog
+):
+    """A real deadlock: another transaction has (bob, usdt) and asks for (alice, usdt) while the hold
+    of a batch for both has (alice, usdt) and waits for (bob, usdt). The other transaction has
+    changed more rows, so MariaDB rolls back the lighter one, intake's; intake runs it again."""
+    import threading
+
+    from django.db import connection
+
+    alice, bob = _funded("1000"), _funded("1000")
+    ballast = [_funded("1") for _ in range(5)]
+    requests = [
+        OrderRequest(alice.pk, "buy", "limit", Decimal("1"), Decimal("100")),
+        OrderRequest(bob.pk, "buy", "limit", Decimal("2"), Decimal("100")),
+    ]
+    before = _retries("deadlock")
+    other = _raw_connection()
+    cursor = other.cursor()
+    for user in ballast:  # weight: InnoDB picks the transaction that changed fewer rows as the victim
+        cursor.execute("UPDATE balances SET updated_at = NOW(6) WHERE user_id = %s", [user.pk])
+    cursor.execute("UPDATE balances SET updated_at = NOW(6) WHERE user_id = %s AND asset = 'usdt'", [bob.pk])
+    result: dict[str, object] = {}
+
+    def place() -> None:
+        try:
+            with connection.cursor() as c:
+                c.execute("SELECT CONNECTION_ID()")
+                result["thread_id"] = c.fetchone()[0]
+            result["orders"] = order_place_many(market=market, requests=requests)
+        except Exception as exc:  # noqa: BLE001 - any failure is the main thread's to report
+            result["error"] = exc
+        finally:
+            connection.close()
+
+    run = threading.Thread(target=place)
+    run.start()
+    try:
+        while "thread_id" not in result and run.is_alive():
+            run.join(0.01)
+        _wait_for_lock_wait(result["thread_id"])  # has (alice, usdt), waits for (bob, usdt)
+        cursor.execute("UPDATE balances SET updated_at = NOW(6) WHERE user_id = %s AND asset = 'usdt'", [alice.pk])
+    finally:
+        other.commit()
+        other.close()
+        run.join(10)
+
+    assert "error" not in result, result.get("error")
+    assert _retries("deadlock") == before + 1
+    assert "deadlock in the hold transaction of 2 orders; retry 1 of 2" in caplog.text
+    orders = result["orders"]
+    assert Order.objects.filter(id__in=[o.id for o in orders]).count() == 2
+    assert (_held(alice, "usdt"), _held(bob, "usdt")) == (100, 200)  # held once, not once per attempt
+    assert redis_client.xlen(STREAM) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lock_wait_timeouts_are_retried_and_after_the_last_retry_the_error_surfaces_with_nothing_written(
+    market, redis_client, settings
+):
+    """Another transaction keeps the row locked longer than every attempt waits: each attempt times out
+    (1205, the session's lock wait shortened to 1 s), and after INTAKE_LOCK_RETRIES retries the
+    OperationalError reaches the caller (the API answers it 503). Nothing is held, stored or pushed."""
+    from django.db import OperationalError, connection
+
+    settings.INTAKE_LOCK_RETRIES = 1
+    user = _funded("1000")
+    before = _retries("lock_wait_timeout")
+    other = _raw_connection()
+    other.cursor().execute("SELECT id FROM balances WHERE user_id = %s AND asset = 'usdt' FOR UPDATE", [user.pk])
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
+        with pytest.raises(OperationalError) as error:
+            order_place(user=user, market=market, side="buy", order_type="limit", quantity="1", price="100")
+    finally:
+        other.rollback()
+        other.close()
+        connection.close()  # the next test gets a connection with the server's lock wait timeout
+
+    assert error.value.args[0] == 1205
+    assert _retries("lock_wait_timeout") == before + 1
+    assert Order.objects.count() == 0
+    assert _held(user, "usdt") == 0
+    assert redis_client.xlen(STREAM) == 0
