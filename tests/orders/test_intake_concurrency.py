@@ -83,7 +83,10 @@ def _service_placer(market, user) -> tuple[Place, Callable[[], None]]:
             return f"5xx {exc!r}", None
         return "accepted", order.id
 
-    return place, connection.close  # each thread has its own connection; leave none open on the server
+    def close() -> None:
+        connection.close()  # the calling thread's own connection: leave none open on the server
+
+    return place, close
 
 
 def _http_placer(market, user, base_url: str) -> tuple[Place, Callable[[], None]]:
