@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from orders.models import Balance, Market
+from tests.production import PRODUCTION_ENV
 
 pytestmark = pytest.mark.django_db
 
@@ -98,10 +99,7 @@ def test_run_as_typed_under_settings_prod_it_exits_2_with_the_reason():
     root = Path(__file__).resolve().parents[2]
     env = dict(
         os.environ,
-        DJANGO_SETTINGS_MODULE="settings.prod",
-        DJANGO_SECRET_KEY="k" * 40,
-        DJANGO_ALLOWED_HOSTS="exchange.example",
-        MYSQL_PASSWORD="",
+        **PRODUCTION_ENV,
         MYSQL_DATABASE="seed_demo_must_not_touch_this",  # no such database: a refusal that failed would show
     )
 

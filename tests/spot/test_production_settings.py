@@ -14,15 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.production import PRODUCTION_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 
-SECRETS = {
-    "DJANGO_SECRET_KEY": "a-long-random-test-key-0123456789-abcdefghijklmnopqrstuvwxyz",
-    "MYSQL_USER": "spot",
-    "MYSQL_PASSWORD": "x",
-    "DJANGO_ALLOWED_HOSTS": "spot.example",
-    "API_KEY_ENCRYPTION_KEYS": "b3X6vG2o1nF0qK8yVtQm4cR7sJ9eH5dA1zW3pL6uN0I=",
-}
+SECRETS = {name: value for name, value in PRODUCTION_ENV.items() if name != "DJANGO_SETTINGS_MODULE"}
 
 # Requests through Django's test client under the production settings; only paths that need neither
 # the DB nor Redis, so the check runs without an account for "spot".
