@@ -1,4 +1,4 @@
-.PHONY: run test demo-load bench-core loadtest lint
+.PHONY: run test demo-load bench-core loadtest httpbench lint
 
 # Development, said explicitly: unset, manage.py and celery load the production settings.
 export DJANGO_SETTINGS_MODULE ?= settings.dev
@@ -17,6 +17,9 @@ bench-core:     ## the matching core micro-benchmark
 
 loadtest:       ## the pipeline benchmark against the naive pipeline (see docs/BENCHMARKS.md)
 	.venv/bin/python manage.py loadtest --orders 50000 --rate 0 --compare naive --json var/loadtest.json
+
+httpbench:      ## orders over HTTP, signed, against gunicorn and a matcher (see docs/BENCHMARKS.md)
+	.venv/bin/python manage.py httpbench --rates 500,0 --duration 20 --profile --json var/httpbench.json
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy && .venv/bin/lint-imports
