@@ -188,41 +188,13 @@ def _raw_connection():
     return conn
 
 
-def _wait_for_lock_wait(thread_id: int, timeout: float = 10.0) -> None:
-    """Until the connection ``thread_id`` waits for a row lock."""
+def _wait_until_locked(user_id: int, asset: str, timeout: float = 10.0) -> None:
+    """Until another transaction holds the balance row's lock. (Not information_schema.innodb_trx: the
+    server refreshes that snapshot only after 100 ms without a reader, which a concurrent poller
+    anywhere on the server can postpone indefinitely.)"""
     from tests.pipeline.conftest import wait_until
 
-    probe = _raw_connection()
-    try:
-
-        def waiting() -> bool:
-            cursor = probe.cursor()
-            cursor.execute(
-                "SELECT COUNT(*) FROM information_schema.innodb_trx "
-                "WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'",
-                [thread_id],
-            )
-            (count,) = cursor.fetchone()
-            probe.commit()
-            return count == 1
-
-        try:
-            # Polled slower than every 100 ms: the server refreshes innodb_trx only after it went
-            # unread that long, so a faster poll reads the same stale snapshot forever.
-            wait_until(waiting, timeout, interval=0.15, message=f"connection {thread_id} to wait for a row lock")
-        except AssertionError:
-            cursor = probe.cursor()
-            cursor.execute(
-                "SELECT id, command, state, info FROM information_schema.processlist WHERE id = %s", [thread_id]
-            )
-            process = cursor.fetchall()
-            cursor.execute(
-                "SELECT trx_state, trx_query FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = %s",
-                [thread_id],
-            )
-            raise AssertionError(f"connection {thread_id}: {process} {cursor.fetchall()}") from None
-    finally:
-        probe.close()
+    wait_until(lambda: _locked(user_id, asset), timeout, interval=0.01, message=f"({user_id}, {asset}) to be locked")
 
 
 def _locked(user_id: int, asset: str) -> bool:
@@ -266,15 +238,15 @@ def test_the_balance_updates_of_intake_and_the_matcher_lock_rows_in_the_order_of
         BalanceFactory(user=user, asset=asset, total=Decimal("10"))
     sql, rows = (_HOLD, _hold_rows) if statement == "intake's hold" else (_UPDATE_BALANCES, _settle_rows)
     holder, runner = _raw_connection(), _raw_connection()
-    runner_id = runner.thread_id()
     holder.cursor().execute("SELECT id FROM balances WHERE user_id = %s AND asset = 'eth' FOR UPDATE", [user.pk])
     run = threading.Thread(target=lambda: runner.cursor().execute(sql, [json.dumps(rows(user.pk, json_order))]))
     run.start()
+    first, last = json_order[0], json_order[-1]
     try:
-        _wait_for_lock_wait(runner_id)  # stopped at the middle row, eth, which the holder has
+        # Locks its first JSON row, then waits at the middle one, eth, which the holder has; in any
+        # other order (the index's, say) the first row of the reversed array would never be locked.
+        _wait_until_locked(user.pk, first)
 
-        first, last = json_order[0], json_order[-1]
-        assert _locked(user.pk, first), f"{statement} had not locked {first}, its first JSON row"
         assert not _locked(user.pk, last), f"{statement} had locked {last}, its last JSON row, already"
     finally:
         holder.rollback()
@@ -297,13 +269,9 @@ def test_balance_hold_sends_its_rows_in_the_lock_order_whatever_order_it_is_give
         BalanceFactory(user=user, asset=asset, total=Decimal("10"))
     holder = _raw_connection()
     holder.cursor().execute("SELECT id FROM balances WHERE user_id = %s AND asset = 'eth' FOR UPDATE", [user.pk])
-    thread_id: list[int] = []
 
     def hold() -> None:
         try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT CONNECTION_ID()")
-                thread_id.append(cursor.fetchone()[0])
             with transaction.atomic():
                 balance_hold({(user.pk, asset): Decimal("1") for asset in ("usdt", "eth", "btc")})
         finally:
@@ -312,11 +280,9 @@ def test_balance_hold_sends_its_rows_in_the_lock_order_whatever_order_it_is_give
     run = threading.Thread(target=hold)
     run.start()
     try:
-        while not thread_id:
-            run.join(0.01)
-        _wait_for_lock_wait(thread_id[0])
+        _wait_until_locked(user.pk, "btc")  # then it waits at eth, which the holder has
 
-        assert _locked(user.pk, "btc") and not _locked(user.pk, "usdt")
+        assert not _locked(user.pk, "usdt")
     finally:
         holder.rollback()
         holder.close()
@@ -372,37 +338,34 @@ def _retries(reason: str) -> float:
     return value or 0.0
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_hold_transaction_chosen_as_a_deadlock_victim_is_run_again_and_its_orders_accepted_once(
-    market, redis_client, caplog
-):
+def _deadlock_the_hold(market, alice, bob, *, in_callers_transaction: bool = False) -> dict:
     """A real deadlock: another transaction has (bob, usdt) and asks for (alice, usdt) while the hold
     of a batch for both has (alice, usdt) and waits for (bob, usdt). The other transaction has
-    changed more rows, so MariaDB rolls back the lighter one, intake's; intake runs it again."""
+    changed more rows, so MariaDB rolls back the lighter one, intake's. Returns what the placement
+    returned (``orders``) or raised (``error``)."""
     import threading
 
-    from django.db import connection
+    from django.db import connection, transaction
 
-    alice, bob = _funded("1000"), _funded("1000")
     ballast = [_funded("1") for _ in range(5)]
     requests = [
         OrderRequest(alice.pk, "buy", "limit", Decimal("1"), Decimal("100")),
         OrderRequest(bob.pk, "buy", "limit", Decimal("2"), Decimal("100")),
     ]
-    before = _retries("deadlock")
     other = _raw_connection()
     cursor = other.cursor()
     for user in ballast:  # weight: InnoDB picks the transaction that changed fewer rows as the victim
         cursor.execute("UPDATE balances SET updated_at = NOW(6) WHERE user_id = %s", [user.pk])
     cursor.execute("UPDATE balances SET updated_at = NOW(6) WHERE user_id = %s AND asset = 'usdt'", [bob.pk])
-    result: dict[str, object] = {}
+    result: dict = {}
 
     def place() -> None:
         try:
-            with connection.cursor() as c:
-                c.execute("SELECT CONNECTION_ID()")
-                result["thread_id"] = c.fetchone()[0]
-            result["orders"] = order_place_many(market=market, requests=requests)
+            if in_callers_transaction:
+                with transaction.atomic():
+                    result["orders"] = order_place_many(market=market, requests=requests)
+            else:
+                result["orders"] = order_place_many(market=market, requests=requests)
         except Exception as exc:  # noqa: BLE001 - any failure is the main thread's to report
             result["error"] = exc
         finally:
@@ -411,14 +374,23 @@ def test_a_hold_transaction_chosen_as_a_deadlock_victim_is_run_again_and_its_ord
     run = threading.Thread(target=place)
     run.start()
     try:
-        while "thread_id" not in result and run.is_alive():
-            run.join(0.01)
-        _wait_for_lock_wait(result["thread_id"])  # has (alice, usdt), waits for (bob, usdt)
+        _wait_until_locked(alice.pk, "usdt")  # the hold has (alice, usdt) and waits for (bob, usdt)
         cursor.execute("UPDATE balances SET updated_at = NOW(6) WHERE user_id = %s AND asset = 'usdt'", [alice.pk])
     finally:
         other.commit()
         other.close()
         run.join(10)
+    return result
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hold_transaction_chosen_as_a_deadlock_victim_is_run_again_and_its_orders_accepted_once(
+    market, redis_client, caplog
+):
+    alice, bob = _funded("1000"), _funded("1000")
+    before = _retries("deadlock")
+
+    result = _deadlock_the_hold(market, alice, bob)
 
     assert "error" not in result, result.get("error")
     assert _retries("deadlock") == before + 1
@@ -427,6 +399,24 @@ def test_a_hold_transaction_chosen_as_a_deadlock_victim_is_run_again_and_its_ord
     assert Order.objects.filter(id__in=[o.id for o in orders]).count() == 2
     assert (_held(alice, "usdt"), _held(bob, "usdt")) == (100, 200)  # held once, not once per attempt
     assert redis_client.xlen(STREAM) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_inside_a_callers_transaction_a_deadlock_is_not_retried_since_the_callers_work_is_gone_too(
+    market, redis_client
+):
+    from django.db import OperationalError
+
+    alice, bob = _funded("1000"), _funded("1000")
+    before = _retries("deadlock")
+
+    result = _deadlock_the_hold(market, alice, bob, in_callers_transaction=True)
+
+    assert isinstance(result.get("error"), OperationalError) and result["error"].args[0] == 1213
+    assert _retries("deadlock") == before
+    assert Order.objects.count() == 0
+    assert (_held(alice, "usdt"), _held(bob, "usdt")) == (0, 0)
+    assert redis_client.xlen(STREAM) == 0
 
 
 @pytest.mark.django_db(transaction=True)
