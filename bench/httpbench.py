@@ -52,19 +52,22 @@ from spot.redis import redis_client
 
 LOAD_DIR = ROOT / "bench" / "http"
 
-# Where a web worker's CPU time goes, by the first matching frame of a sampled stack (py-spy's
-# "function (file:line)" frames). Checked in this order; a stack matching none is "other".
+# Where a web worker's time goes. Each sampled stack is charged to its innermost frame of project code
+# (py-spy's "function (file:line)" frames, walked from the leaf up), by the first pattern below that
+# matches that frame; library code under it (Django's ORM, redis-py, MySQLdb waiting for the server)
+# is charged to the project code that called it. A stack with no project frame is the framework's own
+# work (gunicorn, Django's handler and middleware, DRF's dispatch, rendering).
 PROFILE_PARTS: list[tuple[str, re.Pattern[str]]] = [
-    ("authentication", re.compile(r"\(orders/authentication\.py")),
-    ("rate limits", re.compile(r"\(orders/throttling\.py|\(spot/ratelimit\.py")),
-    ("intake (DB transaction)", re.compile(r"order_place_many \(orders/services\.py")),
-    ("push to Redis", re.compile(r"orders_push \(orders/outbox\.py")),
-    ("input validation", re.compile(r"\(rest_framework/serializers\.py|\(rest_framework/fields\.py|_validated")),
-    ("parsing", re.compile(r"\(rest_framework/parsers\.py|\(rest_framework/request\.py")),
-    ("rendering", re.compile(r"\(rest_framework/renderers\.py|\(rest_framework/response\.py")),
-    ("metrics", re.compile(r"\(prometheus_client/|\(django_prometheus/")),
-    ("logging", re.compile(r"\(logging/__init__\.py")),
+    ("authentication (key lookup, HMAC)", re.compile(r"\((orders/authentication|orders/apikeys)\.py")),
+    ("rate limits", re.compile(r"\(spot/ratelimit\.py")),
+    ("market lookup", re.compile(r"(market_find|market_by_code) \(")),
+    ("hold transaction (DB)", re.compile(r"\((orders/services|orders/balances|orders/ids)\.py")),
+    ("push to the stream (Redis)", re.compile(r"\((orders/outbox|matching/queue)\.py")),
+    ("input validation", re.compile(r"\(orders/api\.py")),
+    ("HTTP edge checks and the Django middleware under them", re.compile(r"\(spot/http\.py")),
+    ("correlation ids and metrics", re.compile(r"\((spot/correlation|spot/metrics)\.py")),
 ]
+_PROJECT_FRAME = re.compile(r"\((orders|spot|matching)/")
 
 
 @dataclass
@@ -268,7 +271,11 @@ def profile_shares(collapsed: str) -> dict[str, Any]:
             continue  # the worker's idle loop, the master
         count = int(count_text)
         total += count
-        part = next((name for name, pattern in PROFILE_PARTS if pattern.search(stack)), "other")
+        frame = next((f for f in reversed(stack.split(";")) if _PROJECT_FRAME.search(f)), None)
+        if frame is None:
+            part = "framework (gunicorn, Django, DRF)"
+        else:
+            part = next((name for name, pattern in PROFILE_PARTS if pattern.search(frame)), "other project code")
         parts[part] += count
     shares = {name: round(100 * n / total, 1) for name, n in parts.most_common()} if total else {}
     return {"samples": total, "share_percent": shares}
