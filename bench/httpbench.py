@@ -233,10 +233,17 @@ def _settle_and_check(
     queue = RedisStreamOrderQueue(redis_client(), market.code)
     orders = Order.objects.filter(coin=market.coin, currency=market.currency)
     unmatched = orders.filter(status=OrderStatus.NEW).exists
-    # Requests still in flight when the load stopped finish after it (their answers are not counted):
-    # wait until the matcher has taken every order the web committed.
+
+    def quiet() -> bool:
+        # Requests still in flight when the load stopped finish after it (their answers are not
+        # counted), and the checks below read orders and balances in separate queries: wait until no
+        # order arrives for a second and the matcher has taken every one.
+        count = orders.count()
+        time.sleep(1.0)
+        return bool(queue.settled()) and not unmatched() and orders.count() == count
+
     try:
-        wait_for(lambda: queue.settled() and not unmatched(), 300, "the matcher to take every accepted order", worker)
+        wait_for(quiet, 300, "the web and the matcher to finish every accepted order", worker)
     except RuntimeError as exc:
         run.problems.append(str(exc))
     run.orders_left_new = orders.filter(status=OrderStatus.NEW).count()
