@@ -24,21 +24,6 @@ def market(redis_client):
     return MarketFactory(coin="btc", currency="usdt", min_quantity=Decimal("0.001"), min_notional=Decimal("10"))
 
 
-@pytest.fixture
-def trader(market):
-    user = UserFactory()
-    balance_deposit(user=user, asset="usdt", amount=Decimal("100000"))
-    balance_deposit(user=user, asset="btc", amount=Decimal("10"))
-    return user
-
-
-@pytest.fixture
-def api(trader) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(trader)
-    return client
-
-
 def _drain(engine) -> int:
     total = 0
     while n := engine.drain_batch():

@@ -24,33 +24,17 @@ from django.test import RequestFactory
 from rest_framework import exceptions
 from rest_framework.test import APIClient
 
-from orders.balances import balance_deposit
 from orders.models import Balance, Order
 from orders.selectors import market_find
 from spot.errors import exception_handler
 from spot.http import JSON_MAX_DEPTH, ApiEdgeMiddleware
-from tests.factories import MarketFactory, UserFactory
+from tests.factories import MarketFactory
 
 pytestmark = pytest.mark.django_db
 
 # Codecs Python knows that are not text encodings (rot13 ... hex), text encodings the API does not take
 # (utf-7, utf-16, idna), and a name that is no codec at all.
 REFUSED_CHARSETS = ["rot13", "quopri", "zlib", "base64", "punycode", "hex", "uu", "utf-7", "utf-16", "idna", "nope"]
-
-
-@pytest.fixture
-def trader(market):
-    user = UserFactory()
-    balance_deposit(user=user, asset="usdt", amount=Decimal("100000"))
-    balance_deposit(user=user, asset="btc", amount=Decimal("10"))
-    return user
-
-
-@pytest.fixture
-def api(trader) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(trader)
-    return client
 
 
 @pytest.fixture
