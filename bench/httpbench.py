@@ -21,27 +21,22 @@ The scratch market and its traders are deleted afterwards (unless ``keep``).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from bench.loadtest import Scratch, scratch_market
-from bench.processes import ROOT, Worker, wait_for
+from bench.processes import ROOT, Web, Worker, wait_for
 from matching.queue import RedisStreamOrderQueue
 from matching.worker.registry import queue_for
 from orders import invariants
@@ -102,53 +97,6 @@ def ensure_load_tool() -> Path:
     if node is None:
         raise RuntimeError("the HTTP load needs Node.js (Debian package nodejs)")
     return Path(node)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Web:
-    """gunicorn as the Procfile's ``web:`` line runs it (``-c deploy/gunicorn.conf.py``, ``workers``
-    workers) on a free port, with this process's settings and database and DEBUG off."""
-
-    def __init__(self, workers: int, log_dir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ)
-        env.update(
-            DJANGO_SETTINGS_MODULE=settings.SETTINGS_MODULE,
-            DJANGO_DEBUG="0",  # settings.dev honours it: a benchmark with DEBUG on measures DEBUG
-            MYSQL_DATABASE=settings.DATABASES["default"]["NAME"],
-            PROMETHEUS_MULTIPROC_DIR=str(log_dir / "prometheus-web"),
-            WEB_METRICS_BIND=f"127.0.0.1:{free_port()}",
-        )
-        gunicorn = str(Path(sys.executable).parent / "gunicorn")
-        command = [gunicorn, "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}"]
-        command += ["--workers", str(workers), "--access-logfile", str(log_dir / "access.log")]
-        command += ["--error-logfile", str(log_dir / "error.log"), "spot.wsgi"]
-        self.proc = subprocess.Popen(command, cwd=ROOT, env=env)
-        wait_for(self._live, 60, "the web to answer /health/live")
-
-    def _live(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {self.proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/health/live", timeout=2) as response:  # noqa: S310 - our own 127.0.0.1
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 def _activate_with_keys(scratch: Scratch) -> list[dict[str, str]]:
@@ -308,8 +256,10 @@ def run(
     with scratch_market(template, traders, keep=keep) as scratch:
         keys = _activate_with_keys(scratch)
         worker = Worker(queue_for(scratch.market.code), {}, log_path=work / "matcher.log")
-        web = Web(web_workers, work)
+        # DEBUG off (settings.dev honours DJANGO_DEBUG): a benchmark with DEBUG on measures DEBUG.
+        web = Web(work, workers=web_workers, env={"DJANGO_DEBUG": "0"})
         try:
+            wait_for(web.live, 60, "the web to answer /health/live")
             stats = spot_keys.matcher_stats(scratch.market.code)
             wait_for(lambda: redis_client().hexists(stats, "started_at"), 60, "the matcher to start", worker)
             for index, rate in enumerate(rates):

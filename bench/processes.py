@@ -1,13 +1,16 @@
-"""Real Celery worker processes of this project, started and stopped from Python: the loadtest's
-matcher and naive workers, and the test suite's matchers (which kill them with ``kill -9``)."""
+"""Real processes of this project, started and stopped from Python: Celery workers (the loadtest's
+matcher and naive workers, the test suite's matchers, which it kills with ``kill -9``) and the web
+(gunicorn, for the HTTP benchmark and the tests that need a real web)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -101,3 +104,62 @@ def wait_for(predicate: Any, timeout: float, what: str, worker: Worker | None = 
             raise RuntimeError(f"the worker died while waiting for {what}; see {worker.log_path}")
         time.sleep(0.01)
     raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Web:
+    """gunicorn as the Procfile's ``web:`` line runs it (``-c deploy/gunicorn.conf.py``, ``workers``
+    workers), on free ports of 127.0.0.1 for the API and for the metrics listener, with this process's
+    settings and database; ``env`` adds or overrides variables. Its logs go to ``log_dir``. Starting
+    does not wait: ``live()`` says when it answers."""
+
+    def __init__(self, log_dir: Path, *, workers: int = 2, env: dict[str, str] | None = None) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.metrics_port = free_port()  # deploy/gunicorn.conf.py adds the listener; /metrics only there
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.access_log = log_dir / "access.log"
+        self.error_log = log_dir / "error.log"
+        environ = dict(os.environ)
+        environ.update(
+            DJANGO_SETTINGS_MODULE=settings.SETTINGS_MODULE,
+            MYSQL_DATABASE=settings.DATABASES["default"]["NAME"],
+            PROMETHEUS_MULTIPROC_DIR=str(log_dir / "prometheus-web"),
+            PYTHONUNBUFFERED="1",
+            WEB_METRICS_BIND=f"127.0.0.1:{self.metrics_port}",
+            **(env or {}),
+        )
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        command = [gunicorn, "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}"]
+        command += ["--workers", str(workers), "--access-logfile", str(self.access_log)]
+        command += ["--error-logfile", str(self.error_log), "spot.wsgi"]
+        self.proc = subprocess.Popen(command, cwd=ROOT, env=environ)
+
+    def errors(self) -> str:
+        """The end of gunicorn's error log."""
+        return self.error_log.read_text()[-3000:] if self.error_log.exists() else ""
+
+    def live(self) -> bool:
+        """Whether ``/health/live`` answers 200; raises if gunicorn exited."""
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited ({self.proc.returncode}): {self.errors()}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/health/live", timeout=2) as response:  # noqa: S310 - 127.0.0.1
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import sys
 import time
 import urllib.error
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from bench.processes import free_port
 from orders import invariants
 from orders.apikeys import api_key_create
 from orders.models import Order, OrderStatus
@@ -30,12 +30,6 @@ from tests.faults.conftest import assert_end_state, stream_settled, wait_until
 from tests.pipeline.proxy import CuttableProxy
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Http:
@@ -84,7 +78,7 @@ def test_with_redis_cut_for_the_web_readiness_fails_orders_are_kept_and_pushed_w
     url = settings.MATCHING_REDIS_URL
     proxy = CuttableProxy(int(url.rsplit(":", 1)[1].split("/")[0]))
     through_proxy = f"redis://127.0.0.1:{proxy.port}/{url.rsplit('/', 1)[1]}"
-    port = _free_port()
+    port = free_port()
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     web_env = {"TEST_REDIS_URL": through_proxy, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
     web = processes.start(

@@ -5,26 +5,14 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from bench.processes import Web
 
 
 class Response:
@@ -39,30 +27,12 @@ class Response:
         return self.body.decode()
 
 
-class WebServer:
-    """``gunicorn -c deploy/gunicorn.conf.py`` on a free port of 127.0.0.1 with ``workers`` workers."""
+class WebServer(Web):
+    """The web (``bench.processes.Web``), waited for, with what the tests read of it: requests to either
+    port, its workers, its access log."""
 
     def __init__(self, tmp_path: Path, *, workers: int = 2, env: dict[str, str] | None = None) -> None:
-        tmp_path.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.metrics_port = free_port()  # deploy/gunicorn.conf.py adds the listener; /metrics only there
-        self.metrics_dir = tmp_path / "prometheus-web"
-        self.access_log = tmp_path / "access.log"
-        self.error_log = tmp_path / "error.log"
-        environ = dict(os.environ)
-        environ.update(
-            DJANGO_SETTINGS_MODULE=settings.SETTINGS_MODULE,
-            MYSQL_DATABASE=settings.DATABASES["default"]["NAME"],  # the test database
-            PROMETHEUS_MULTIPROC_DIR=str(self.metrics_dir),
-            PYTHONUNBUFFERED="1",
-            WEB_METRICS_BIND=f"127.0.0.1:{self.metrics_port}",
-            **(env or {}),
-        )
-        gunicorn = str(Path(sys.executable).parent / "gunicorn")
-        command = [gunicorn, "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}"]
-        command += ["--workers", str(workers), "--access-logfile", str(self.access_log)]
-        command += ["--error-logfile", str(self.error_log), "spot.wsgi"]
-        self.proc = subprocess.Popen(command, cwd=ROOT, env=environ)
+        super().__init__(tmp_path, workers=workers, env=env)
         self.wait_until(lambda: self.get("/health/live").status == 200, "the web to answer")
         self.startup_probes = 1  # the request above that answered (refused connections never reached Django)
 
@@ -99,18 +69,6 @@ class WebServer:
 
     def access_lines(self) -> list[str]:
         return self.access_log.read_text().splitlines() if self.access_log.exists() else []
-
-    def errors(self) -> str:
-        return self.error_log.read_text()[-3000:] if self.error_log.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 @pytest.fixture
