@@ -15,6 +15,7 @@ from matching.core.model import (
     OrderType,
     PlaceResult,
     Side,
+    StopCondition,
     TimeInForce,
     Trade,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "OrderType",
     "PlaceResult",
     "Side",
+    "StopCondition",
     "TimeInForce",
     "Trade",
     "UnitError",

@@ -17,8 +17,22 @@ class Side(StrEnum):
 
 
 class OrderType(StrEnum):
+    """The old system's four order types (its API's ``type``). A stop order waits outside the book
+    until the market's last trade price reaches its ``base_price`` in the direction of its
+    ``stop_condition``; then it enters the book as a limit (``stop_limit``) or market
+    (``stop_market``) order."""
+
     LIMIT = "limit"
     MARKET = "market"
+    STOP_LIMIT = "stop_limit"
+    STOP_MARKET = "stop_market"
+
+
+class StopCondition(StrEnum):
+    """When a stop order triggers, against the market's last trade price."""
+
+    GE = "ge"  # at or above the base price
+    LE = "le"  # at or below the base price
 
 
 class TimeInForce(StrEnum):
@@ -32,6 +46,7 @@ class OrderStatus(StrEnum):
     holding funds, not yet matched) and ``REJECTED`` the engine's (the core refused its values)."""
 
     NEW = "new"  # accepted and holding funds; the matcher has not seen it yet
+    STOPPING = "stopping"  # a stop order waiting outside the book for its trigger (holds funds)
     PENDING = "pending"  # resting, nothing filled
     PARTIALLY_FILLED = "partially_filled"  # resting, some filled
     EXECUTED = "executed"  # fully filled
@@ -39,7 +54,8 @@ class OrderStatus(StrEnum):
     REJECTED = "rejected"  # the matcher refused it (see the order's reject reason); nothing filled
 
 
-OPEN_STATUSES = (OrderStatus.NEW, OrderStatus.PENDING, OrderStatus.PARTIALLY_FILLED)  # they still hold funds
+# They still hold funds.
+OPEN_STATUSES = (OrderStatus.NEW, OrderStatus.STOPPING, OrderStatus.PENDING, OrderStatus.PARTIALLY_FILLED)
 RESTING_STATUSES = (OrderStatus.PENDING, OrderStatus.PARTIALLY_FILLED)  # in the book
 
 
