@@ -8,6 +8,7 @@ bulk insert does not return generated ids.
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from enum import StrEnum
 
@@ -17,9 +18,18 @@ from django.db import models
 from django.db.models import F, Q
 
 # The project's one set of order enums lives in the pure core; the schema takes its choices from it.
-from matching.core import OPEN_STATUSES, RESTING_STATUSES, OrderStatus, OrderType, Side, TimeInForce
+from matching.core import (
+    OPEN_STATUSES,
+    RESTING_STATUSES,
+    OrderStatus,
+    OrderType,
+    Side,
+    StopCondition,
+    TimeInForce,
+)
 
 __all__ = [
+    "CLIENT_ORDER_ID",
     "OPEN_STATUSES",
     "RESTING_STATUSES",
     "ApiKey",
@@ -35,6 +45,7 @@ __all__ = [
     "OrderStatus",
     "OrderType",
     "Side",
+    "StopCondition",
     "TimeInForce",
     "Trade",
 ]
@@ -42,6 +53,12 @@ __all__ = [
 SIDES = frozenset(Side)
 ORDER_TYPES = frozenset(OrderType)
 TIMES_IN_FORCE = frozenset(TimeInForce)
+STOP_CONDITIONS = frozenset(StopCondition)
+STOP_TYPES = frozenset({OrderType.STOP_LIMIT, OrderType.STOP_MARKET})
+# A client's own name for its order (issue 10): printable ASCII (0x20-0x7E), 1 to 36 characters (a
+# UUID fits), unique per user. Compared exactly: the column's collation is binary, where the table's
+# default would let ``A`` and ``a`` (or a trailing space) name one order.
+CLIENT_ORDER_ID = re.compile(r"[\x20-\x7e]{1,36}")
 
 
 def choices(enum: type[StrEnum]) -> list[tuple[str, str]]:
@@ -102,10 +119,16 @@ class Order(models.Model):
     trade_type = models.CharField(max_length=4, choices=choices(Side))
     currency = models.CharField(max_length=16)
     coin = models.CharField(max_length=16)
-    type = models.CharField(max_length=6, choices=choices(OrderType))
+    type = models.CharField(max_length=11, choices=choices(OrderType))
     time_in_force = models.CharField(max_length=3, choices=choices(TimeInForce), default=TimeInForce.GTC)
     quantity = amount_field()
-    price = amount_field(null=True, blank=True)  # none for market orders
+    price = amount_field(null=True, blank=True)  # none for market and stop_market orders
+    # A stop order's trigger (issue 10): it waits, ``stopping``, until a trade in its market happens at
+    # a price ``ge`` (at or above) or ``le`` (at or below) ``base_price``. Empty for other types.
+    base_price = amount_field(null=True, blank=True)
+    stop_condition = models.CharField(max_length=2, choices=choices(StopCondition), blank=True, default="")
+    # The client's own id for the order (``CLIENT_ORDER_ID``); placing again with it returns this order.
+    client_order_id = models.CharField(max_length=36, null=True, blank=True, db_collation="utf8mb4_nopad_bin")
     # What placing the order held: quote for a buy (price x quantity, or a market buy's budget), base
     # for a sell. An open order still needs ``held`` less what it has consumed.
     held = amount_field()
@@ -116,7 +139,8 @@ class Order(models.Model):
     status = models.CharField(max_length=16, choices=choices(OrderStatus), default=OrderStatus.NEW)
     reject_reason = models.CharField(max_length=200, blank=True, default="")
     # Per-market sequence given when the matcher first sees the order: fixes time priority, so a
-    # book rebuilt from the DB orders equal prices exactly as the book in memory did.
+    # book rebuilt from the DB orders equal prices exactly as the book in memory did. A waiting stop
+    # keeps its placement seq (waiting stops trigger in that order); a triggered one gets a new seq.
     seq = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -138,6 +162,9 @@ class Order(models.Model):
                 name="chk_orders_executed_within_quantity",
             ),
             models.CheckConstraint(condition=Q(held__gte=0), name="chk_orders_held_non_negative"),
+            # Idempotent placement (issue 10): the constraint, not a read before the insert, decides
+            # which of two concurrent retries with one id makes the order. NULLs never collide.
+            models.UniqueConstraint(fields=["user", "client_order_id"], name="uniq_orders_user_client_order_id"),
         ]
 
     def __str__(self) -> str:
