@@ -1,4 +1,4 @@
-"""Routes of the orders API, mounted under ``/api/`` (no trailing slashes)."""
+"""Routes of the orders API, mounted under ``/api/v1/`` (no trailing slashes)."""
 
 from __future__ import annotations
 

@@ -136,6 +136,9 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("DATA_UPLOAD_MAX_NUMBER_FIELDS", 1_000)
 REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["spot.http.ExactJSONParser", "spot.http.FormParser"]
 REST_FRAMEWORK["DEFAULT_CONTENT_NEGOTIATION_CLASS"] = "spot.http.ContentNegotiation"
 REST_FRAMEWORK["TEST_REQUEST_DEFAULT_FORMAT"] = "json"  # DRF's test client would send multipart
+# Every answer in the API's envelope ({"success", "message", "dataVersion", "data"}), written by orjson
+# (spot.envelope); no browsable API.
+REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] = ["spot.envelope.EnvelopeRenderer"]
 
 # The OpenAPI schema at /api/schema/ and its docs page at /api/docs/ (docs/API.md); the signing
 # scheme and the error shape are described in orders/schema.py.

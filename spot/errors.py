@@ -1,10 +1,11 @@
 """One application error, rendered in one place (HackSoft style), and the one error shape of the API.
 
-Every error under ``/api/`` is ``{"message": "<text>", "errors": {"<field>": ["<text>", ...]}}``;
-``errors`` is left out when no field is at fault. A field inside a list is named by its position:
-``orders[3].price``. ``exception_handler`` gives DRF's exceptions (parse errors, authentication,
-permissions, 404, 405, 406, 415, throttling with its ``Retry-After``, validation) and the services'
-``ApplicationError``\\ s that shape; ``spot.http`` does it for the errors DRF never sees.
+``exception_handler`` turns DRF's exceptions (parse errors, authentication, permissions, 404, 405,
+406, 415, throttling with its ``Retry-After``, validation) and the services' ``ApplicationError``\\ s
+into ``{"message": "<text>", "errors": {"<field>": ["<text>", ...]}}`` (``errors`` left out when no
+field is at fault), which ``spot.envelope.EnvelopeRenderer`` writes as the API's error envelope
+(``success`` false, ``data`` null, ``errors`` always present). A field inside a list is named by its
+position: ``orders[3].price``. ``spot.http`` gives the errors DRF never sees the same envelope.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from spot.envelope import printable
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
         body: dict[str, Any] = {"message": exc.message, **exc.extra}
         if exc.field:
             body["errors"] = {exc.field: [exc.message]}
-        return Response(_printable(body), status=exc.status)
+        return Response(printable(body), status=exc.status)
     # A dependency is down or busy: nothing was accepted (the transaction rolled back) and the client
     # may retry, so this is a 503, not a 500.
     if isinstance(exc, OperationalError | InterfaceError):
@@ -72,7 +75,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
         return Response({"message": "the body is not valid text in its charset"}, status=400)
     response = drf_exception_handler(exc, context)  # keeps WWW-Authenticate and Retry-After
     if response is not None:
-        response.data = _printable(_shaped(response.data))
+        response.data = printable(_shaped(response.data))
     return response
 
 
@@ -117,15 +120,3 @@ def _shaped(data: Any) -> dict[str, Any]:
         listed += f" and {len(names) - FIELDS_IN_MESSAGE} more"
     message = "; ".join([*general, f"invalid input: {listed}"])
     return {"message": message, "errors": fields}
-
-
-def _printable(value: Any) -> Any:
-    """``value`` with every string made encodable as UTF-8: an unpaired surrogate that reached a message
-    (an echoed input) becomes ``?`` instead of failing the JSON renderer with a 500."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
-    if isinstance(value, dict):
-        return {_printable(key): _printable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_printable(item) for item in value]
-    return value

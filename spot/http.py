@@ -10,7 +10,7 @@ Outermost first:
 - ``ApiEdgeMiddleware`` refuses a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (413) before anything reads
   it and the same charsets (415; Django's test client builds requests without the wrapper), and turns
   any error response under ``/api/`` that is not JSON (Django's HTML 400, 403, 404, 500 pages) into the
-  one error shape (``spot.errors``).
+  API's error envelope (``spot.envelope``).
 - ``ContentNegotiation`` picks a parser only for the exact media type it declares (DRF's default lets
   ``*/*`` or ``application/*`` select the JSON parser); ``ExactJSONParser`` and ``FormParser`` are the
   API's only parsers (no multipart: nothing in the API uploads files).
@@ -26,12 +26,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import TooManyFieldsSent
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils.http import parse_header_parameters
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.utils.json import strict_constant
+
+from spot.envelope import error_body, error_response
 
 API_PREFIX = "/api/"
 
@@ -77,14 +79,6 @@ def charset_refusal(content_type: str) -> str | None:
     return f"charset {shown!r} is not supported: send utf-8"
 
 
-def error_body(message: str) -> bytes:
-    """The one error shape (``spot.errors``) for a problem no field is at fault for, as JSON bytes.
-
-    ``ensure_ascii`` (the default): the message may quote a header, which WSGI decodes as ISO-8859-1.
-    """
-    return json.dumps({"message": message}).encode()
-
-
 def guard_charset(application: WSGIApplication) -> WSGIApplication:
     """``application`` behind a check of the request's charset: 415 JSON before Django sees a refused one.
 
@@ -106,7 +100,7 @@ def guard_charset(application: WSGIApplication) -> WSGIApplication:
 
 class ApiEdgeMiddleware:
     """413 for a body over the limit and 415 for a refused charset, before anything reads the body;
-    under ``/api/``, every error response that is not JSON becomes the one error shape.
+    under ``/api/``, every error response that is not JSON becomes the error envelope.
 
     Put it right after the correlation id middleware: it sees every response the layers inside it
     make, including Django's own error pages for exceptions they raise (``DisallowedHost``, a 404 no
@@ -131,10 +125,10 @@ class ApiEdgeMiddleware:
         except ValueError:
             length = 0  # gunicorn refuses a malformed Content-Length itself; Django then reads nothing
         if limit is not None and length > limit:
-            return JsonResponse({"message": f"the body is larger than {limit} bytes"}, status=413)
+            return error_response(f"the body is larger than {limit} bytes", 413)
         refusal = charset_refusal(request.META.get("CONTENT_TYPE", ""))
         if refusal is not None:
-            return JsonResponse({"message": refusal}, status=415)
+            return error_response(refusal, 415)
         return None
 
 
@@ -143,8 +137,8 @@ def _is_json(response: HttpResponse) -> bool:
 
 
 def _as_json(response: HttpResponse) -> HttpResponse:
-    """The same status and headers with a JSON body: the message is the status's reason phrase."""
-    shaped = JsonResponse({"message": response.reason_phrase.lower()}, status=response.status_code)
+    """The same status and headers with the error envelope: the message is the status's reason phrase."""
+    shaped = error_response(response.reason_phrase.lower(), response.status_code)
     for header, value in response.items():
         if header.lower() not in {"content-type", "content-length"}:
             shaped[header] = value

@@ -37,7 +37,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
@@ -48,6 +48,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from spot import keys, metrics
+from spot.envelope import error_response
 from spot.resilience import CircuitBreaker, CircuitOpen
 
 logger = logging.getLogger(__name__)
@@ -283,7 +284,7 @@ class AuthFailureLimitMiddleware:
             return None
         metrics.RATE_LIMITED.labels(Scope.AUTH_FAILURES.value).inc()
         message = f"too many failed authentications from this address; retry after {wait_s} s"
-        return JsonResponse({"message": message}, status=429, headers={"Retry-After": str(wait_s)})
+        return error_response(message, 429, headers={"Retry-After": str(wait_s)})
 
 
 def _limited(request: HttpRequest) -> bool:
