@@ -1,5 +1,5 @@
-"""A small client for the exchange's API with signed requests (API keys); standard library only, so a
-bot can copy this one file.
+"""A small client for the exchange's API (``/api/v1``, docs/API.md) with signed requests (API keys);
+standard library only, so a bot can copy this one file.
 
 The scheme (docs/API.md, "Authentication"): every request carries
 
@@ -13,10 +13,15 @@ The scheme (docs/API.md, "Authentication"): every request carries
 The server refuses a timestamp outside its receive window (5 s by default) and a signature it has
 already seen, so a captured request cannot be replayed.
 
+Every answer is the envelope ``{"success", "message", "dataVersion", "data"}`` (an error adds
+``errors``, ``{field: [message, ...]}``); ``SpotResponse.data`` is its ``data``.
+
     from spot.client import SpotClient
     client = SpotClient("http://127.0.0.1:8000", key_id, secret)
-    placed = client.place("btc_usdt", "buy", "limit", Decimal("0.01"), price=Decimal("30000"))
-    client.cancel(placed.json()["id"])
+    placed = client.place("usdt", "btc", "buy", "limit", Decimal("0.01"), price=Decimal("30000"),
+                          client_order_id="bot-7-000123")
+    placed.existing   # True when the server already had that client_order_id (and placed nothing)
+    client.cancel(placed.data["id"])
 """
 
 from __future__ import annotations
@@ -28,9 +33,12 @@ import json
 import time
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
-__all__ = ["SpotClient", "SpotResponse", "sign", "signed_headers", "signing_message"]
+__all__ = ["API_PREFIX", "SpotClient", "SpotResponse", "sign", "signed_headers", "signing_message"]
+
+# Where the API lives on the server; the paths below are relative to it and signed in full.
+API_PREFIX = "/api/v1"
 
 # A connection idle longer than this is replaced before use rather than reused: gunicorn closes an
 # idle keep-alive connection after 2 s (its default `keepalive`), and a request written into a socket
@@ -71,18 +79,48 @@ def signed_headers(
 
 
 class SpotResponse:
-    """An answer: ``status``, ``headers`` (case-insensitive), the raw ``body`` and ``json()``."""
+    """An answer: ``status``, ``headers`` (case-insensitive), the raw ``body`` and ``json()`` (the
+    whole envelope); ``data``, ``message`` and ``errors`` read the envelope. ``existing`` is True only
+    for a placement the server answered with an order it already had under the ``client_order_id``
+    (200 instead of 201: nothing was placed)."""
 
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("body", "existing", "headers", "status")
 
     def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes) -> None:
         self.status = status
         self.headers = headers
         self.body = body
+        self.existing = False
 
     def json(self) -> Any:
         """The body parsed; numbers with a fraction become ``Decimal`` (amounts are never floats)."""
         return json.loads(self.body, parse_float=Decimal)
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx answer."""
+        return 200 <= self.status < 300
+
+    @property
+    def data(self) -> Any:
+        """The envelope's ``data`` (``None`` for an error)."""
+        return self._envelope().get("data")
+
+    @property
+    def message(self) -> str | None:
+        """The envelope's ``message``: the error's text, or a note such as "the order exists"."""
+        return self._envelope().get("message")
+
+    @property
+    def errors(self) -> dict[str, list[str]]:
+        """An error's messages by field (``orders[3].price``); empty when there are none."""
+        return self._envelope().get("errors") or {}
+
+    def _envelope(self) -> dict[str, Any]:
+        envelope = self.json()
+        if not isinstance(envelope, dict):
+            raise ValueError(f"not an API envelope: {self.body[:200]!r}")
+        return envelope
 
     def __repr__(self) -> str:
         return f"<SpotResponse {self.status} {self.body[:200]!r}>"
@@ -125,10 +163,11 @@ class SpotClient:
     # -- the one request method ----------------------------------------------------------------------
 
     def request(self, method: str, path: str, params: dict[str, Any] | None = None, json: Any = None) -> SpotResponse:
-        """Send a signed request; ``params`` become the query string (``None`` values left out),
-        ``json`` the body. Returns whatever the server answered (no exception for 4xx/5xx)."""
+        """Send a signed request to ``API_PREFIX + path``; ``params`` become the query string (``None``
+        values left out), ``json`` the body. Returns whatever the server answered (no exception for
+        4xx/5xx)."""
         method = method.upper()
-        full_path = self._prefix + path
+        full_path = self._prefix + API_PREFIX + path
         query = urlencode({k: _param(v) for k, v in (params or {}).items() if v is not None})
         body = b"" if json is None else encode_json(json)
         # Two identical requests in one millisecond would have one signature, and the server refuses
@@ -141,44 +180,93 @@ class SpotClient:
         target = f"{full_path}?{query}" if query else full_path
         return self._send(method, target, body, headers)
 
-    # -- conveniences ----------------------------------------------------------------------------------
+    # -- conveniences (paths under API_PREFIX, as docs/API.md lists them) ------------------------------
 
     def place(
         self,
-        market: str,
+        currency: str,
+        coin: str,
         trade_type: str,
         type: str,
         quantity: Decimal | str,
         price: Decimal | str | None = None,
-        time_in_force: str | None = None,
+        *,
+        base_price: Decimal | str | None = None,
+        stop_condition: str | None = None,
+        ioc: bool | int | None = None,
+        client_order_id: str | None = None,
     ) -> SpotResponse:
-        """``POST /api/orders``: 201 with the order."""
-        order: dict[str, Any] = {"market": market, "trade_type": trade_type, "type": type, "quantity": quantity}
-        if price is not None:
-            order["price"] = price
-        if time_in_force is not None:
-            order["time_in_force"] = time_in_force
-        return self.request("POST", "/api/orders", json=order)
+        """``POST /orders``: 201 with the new order, or 200 with the order the user's
+        ``client_order_id`` already names (``existing`` True; nothing placed), so a retry after a
+        timeout never places twice. ``price`` for limit and stop_limit; ``base_price`` and
+        ``stop_condition`` (``ge``/``le``) for the stop types; ``ioc`` 1 cancels what does not fill
+        at once."""
+        order: dict[str, Any] = {
+            "currency": currency,
+            "coin": coin,
+            **_order_fields(trade_type, type, quantity, price, base_price, stop_condition, ioc, client_order_id),
+        }
+        response = self.request("POST", "/orders", json=order)
+        response.existing = response.status == 200
+        return response
 
-    def orders(self, **params: Any) -> SpotResponse:
-        """``GET /api/orders?market=&status=&limit=``: the key's user's orders, newest first."""
-        return self.request("GET", "/api/orders", params=params)
-
-    def order(self, order_id: int) -> SpotResponse:
-        return self.request("GET", f"/api/orders/{int(order_id)}")
+    def place_batch(self, currency: str, coin: str, orders: list[dict[str, Any]]) -> SpotResponse:
+        """``POST /orders/batch``: up to 50 orders of one market (each a dict of ``place``'s fields
+        after ``coin``), all accepted or none; 201 with the orders, or 200 when every item's
+        ``client_order_id`` names an existing order (``existing`` True)."""
+        response = self.request("POST", "/orders/batch", json={"currency": currency, "coin": coin, "orders": orders})
+        response.existing = response.status == 200
+        return response
 
     def cancel(self, order_id: int) -> SpotResponse:
-        """``DELETE /api/orders/<id>``: 202; the matcher cancels it."""
-        return self.request("DELETE", f"/api/orders/{int(order_id)}")
+        """``PUT /orders/{id}/cancel``: the matcher cancels it (the order shows ``canceled`` once
+        applied)."""
+        return self.request("PUT", f"/orders/{int(order_id)}/cancel")
+
+    def cancel_all(self, currency: str | None = None, coin: str | None = None) -> SpotResponse:
+        """``PUT /orders/cancel-all``: every open order of the user, or of one market."""
+        return self.request("PUT", "/orders/cancel-all", json=_present(currency=currency, coin=coin))
+
+    def cancel_by_type(self, type: str, currency: str | None = None, coin: str | None = None) -> SpotResponse:
+        """``PUT /orders/cancel-by-type``: the user's open orders of one type (``limit``, ...)."""
+        return self.request("PUT", "/orders/cancel-by-type", json=_present(type=type, currency=currency, coin=coin))
+
+    def pending(self, **params: Any) -> SpotResponse:
+        """``GET /orders/pending?currency=&coin=&trade_type=&page=&limit=``: the user's open orders."""
+        return self.request("GET", "/orders/pending", params=params)
+
+    def history(self, currency: str, status: str, **params: Any) -> SpotResponse:
+        """``GET /orders/{currency}/{status}?coin=&type=&start_date=&end_date=&limit=&page=``."""
+        return self.request("GET", f"/orders/{quote(currency, safe='')}/{quote(status, safe='')}", params=params)
+
+    def order(self, order_id: int) -> SpotResponse:
+        """``GET /orders/detail/{id}``: one of the user's orders."""
+        return self.request("GET", f"/orders/detail/{int(order_id)}")
+
+    def transactions(self, **params: Any) -> SpotResponse:
+        """``GET /orders/transactions?currency=&coin=&start_date=&end_date=&page=&limit=``: the user's
+        trades."""
+        return self.request("GET", "/orders/transactions", params=params)
 
     def balances(self) -> SpotResponse:
-        return self.request("GET", "/api/balances")
+        """``GET /balances``: per asset, total, held and available."""
+        return self.request("GET", "/balances")
 
-    def book(self, market: str) -> SpotResponse:
-        return self.request("GET", f"/api/markets/{market}/book")
+    def markets(self) -> SpotResponse:
+        """``GET /markets`` (public)."""
+        return self.request("GET", "/markets")
 
-    def trades(self, market: str, limit: int | None = None) -> SpotResponse:
-        return self.request("GET", f"/api/markets/{market}/trades", params={"limit": limit})
+    def book(self, currency: str, coin: str) -> SpotResponse:
+        """``GET /orders/order-book?currency=&coin=`` (public): ``buy``, ``sell``, ``updatedAt``,
+        ``tickerSize``."""
+        return self.request("GET", "/orders/order-book", params={"currency": currency, "coin": coin})
+
+    def trades(self, currency: str, coin: str, count: int | None = None) -> SpotResponse:
+        """``GET /orders/transactions/recent?currency=&coin=&count=`` (public): the market's latest
+        trades."""
+        return self.request(
+            "GET", "/orders/transactions/recent", params={"currency": currency, "coin": coin, "count": count}
+        )
 
     def close(self) -> None:
         if self._conn is not None:
@@ -223,6 +311,35 @@ class SpotClient:
                 self.close()
             return SpotResponse(response.status, response.headers, data)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _order_fields(
+    trade_type: str,
+    type: str,
+    quantity: Decimal | str,
+    price: Decimal | str | None,
+    base_price: Decimal | str | None,
+    stop_condition: str | None,
+    ioc: bool | int | None,
+    client_order_id: str | None,
+) -> dict[str, Any]:
+    """One order's fields as the API names them, those not given left out."""
+    return {
+        "trade_type": trade_type,
+        "type": type,
+        "quantity": quantity,
+        **_present(
+            price=price,
+            base_price=base_price,
+            stop_condition=stop_condition,
+            ioc=None if ioc is None else int(bool(ioc)),
+            client_order_id=client_order_id,
+        ),
+    }
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def _param(value: Any) -> str:

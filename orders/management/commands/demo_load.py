@@ -85,7 +85,7 @@ class Command(BaseCommand):
         offset = rng.randint(-3, 30) * market.tick_size * 5
         price = mid - offset if side == "buy" else mid + offset
         quantity = market.lot_size * rng.randint(10, 500)
-        return client.place(market.code, side, "limit", quantity, price=price)
+        return client.place(market.currency, market.coin, side, "limit", quantity, price=price)
 
     @staticmethod
     def _cancel_one(client: SpotClient, user: Any, rng: random.Random) -> SpotResponse | None:
@@ -100,6 +100,6 @@ class Command(BaseCommand):
 
 def _message(response: SpotResponse) -> str:
     try:
-        return str(response.json().get("message", response.body[:200]))
-    except ValueError:
+        return str(response.message)
+    except ValueError:  # not the API's JSON envelope (a proxy's error page)
         return repr(response.body[:200])
