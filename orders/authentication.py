@@ -58,6 +58,10 @@ class ApiKeyAuthentication(BaseAuthentication):
     scheme's (``None``: the session may authenticate it); with some or all of them, it succeeds or
     answers 401 naming the reason."""
 
+    # spot.browser skips the session, CSRF, auth and messages middleware for a request with
+    # X-API-Key to a view that authenticates with this class: the signature alone decides.
+    signed_by_key = True
+
     def authenticate(self, request: Request) -> tuple[Any, ApiKeyAuth] | None:
         meta = request._request.META
         key_id, timestamp, signature = (meta.get(_META[header]) for header in HEADERS)

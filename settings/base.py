@@ -45,11 +45,13 @@ MIDDLEWARE = [
     # 413/415 before anything reads the body; every error under /api/ as JSON (spot.http)
     "spot.http.ApiEdgeMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's session, CSRF, auth and messages middleware, skipped for requests signed with an API
+    # key (spot.browser): a bot's order pays for none of them; a browser's request is unchanged.
+    "spot.browser.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "spot.browser.CsrfViewMiddleware",
+    "spot.browser.AuthenticationMiddleware",
+    "spot.browser.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
