@@ -12,7 +12,7 @@ seed=$(.venv/bin/python manage.py seed_demo)
 echo "$seed"
 cat <<INFO
 
-  API            http://127.0.0.1:8000/api/markets   (orders: /api/orders, signed with an API key: DJANGO_SETTINGS_MODULE=settings.dev .venv/bin/python manage.py apikey create --user trader1 --scopes read,trade; docs/API.md)
+  API            http://127.0.0.1:8000/api/v1/markets   (orders: /api/v1/orders, signed with an API key: DJANGO_SETTINGS_MODULE=settings.dev .venv/bin/python manage.py apikey create --user trader1 --scopes read,trade; docs/API.md)
   Django admin   http://127.0.0.1:8000/admin/        ($(echo "$seed" | grep 'admin login' | sed 's/admin login: //'))
   Flower         http://127.0.0.1:5555/
   Health         http://127.0.0.1:8000/health/live   http://127.0.0.1:8000/health/ready (503 until the DB, Redis and every matcher answer)
