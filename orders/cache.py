@@ -26,6 +26,9 @@ FIELDS = (
     "time_in_force",
     "quantity",
     "price",
+    "base_price",
+    "stop_condition",
+    "client_order_id",
     "held",
     "reject_reason",
     "created_at",
@@ -60,6 +63,9 @@ def order_to_cache(order: Order) -> dict[str, str]:
         "time_in_force": order.time_in_force,
         "quantity": str(order.quantity),
         "price": "" if order.price is None else str(order.price),
+        "base_price": "" if order.base_price is None else str(order.base_price),
+        "stop_condition": order.stop_condition,
+        "client_order_id": order.client_order_id or "",
         "held": str(order.held),
         "reject_reason": order.reject_reason,
         "created_at": f"{order.created_at.timestamp():.6f}",
@@ -113,8 +119,9 @@ class MutableWriter:
 
 
 def cached_order(client: redis.Redis, order_id: int) -> dict[str, str] | None:
-    """The cached fields of an order, or None when absent or incomplete."""
+    """The cached fields of an order, or None when absent or incomplete (written before the hash had
+    the stop and client id fields counts as incomplete: the refill adds them)."""
     raw = client.hgetall(keys.order(order_id))
-    if not raw or b"user" not in raw:
+    if not raw or b"user" not in raw or b"client_order_id" not in raw:
         return None
     return {k.decode(): v.decode() for k, v in raw.items()}

@@ -9,6 +9,21 @@ class OrderRejected(ApplicationError):
     """The order breaks a rule of its market or of the API; nothing was written."""
 
 
+class OrderConflict(ApplicationError):
+    """Some orders of a batch name existing orders by ``client_order_id`` and others do not: the
+    batch is neither a retry nor new, so nothing is placed (issue 10). ``items`` are the positions
+    of the ones that name existing orders (``item`` the first of them); ``existing`` maps each
+    position to the id of the order it names."""
+
+    status = 409
+
+    def __init__(self, message: str, *, existing: dict[int, int]) -> None:
+        items = sorted(existing)
+        super().__init__(message, field="client_order_id", item=items[0] if items else None)
+        self.items = items
+        self.existing = existing
+
+
 class InsufficientFunds(ApplicationError):
     status = 400
 

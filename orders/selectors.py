@@ -24,7 +24,7 @@ from django.db.models import QuerySet
 from matching.core import plain
 from orders.cache import cached_order, order_to_cache
 from orders.errors import MarketNotFound, OrderNotFound, ServiceUnavailable
-from orders.models import Balance, Market, Order, Trade
+from orders.models import CLIENT_ORDER_ID, Balance, Market, Order, Trade
 from spot import keys
 from spot.redis import redis_client
 
@@ -39,13 +39,23 @@ AMOUNT_FIELDS = ("quantity", "executed_quantity", "executed_quote", "fee")
 OPTIONAL_AMOUNT_FIELDS = ("price", "average_price")
 
 
-def order_get(*, user: AbstractBaseUser, order_id: int) -> dict[str, Any]:
-    """The public fields of the user's order ``order_id``.
+def order_get(
+    *, user: AbstractBaseUser, order_id: int | None = None, client_order_id: str | None = None
+) -> dict[str, Any]:
+    """The public fields of the user's order ``order_id``, or of the user's order named
+    ``client_order_id`` (exactly one of the two; ``TypeError`` otherwise).
 
-    Cost: one Redis round trip and no DB query on a cache hit; on a miss or an incomplete hash, one
-    DB query plus one pipelined Redis round trip to refill. A Redis error is logged and answered from
-    the DB. Raises ``OrderNotFound`` for an unknown order or another user's.
+    Cost by id: one Redis round trip and no DB query on a cache hit; on a miss or an incomplete hash,
+    one DB query plus one pipelined Redis round trip to refill. By client order id: one read of
+    uniq_orders_user_client_order_id (the DB knows the name, the cache does not) plus the refill. A
+    Redis error is logged and answered from the DB. Raises ``OrderNotFound`` for an unknown order or
+    another user's.
     """
+    if (order_id is None) == (client_order_id is None):
+        raise TypeError("name the order by order_id or by client_order_id (exactly one)")
+    if client_order_id is not None:
+        return _by_client_order_id(user, client_order_id)
+    assert order_id is not None
     client = redis_client()
     cache_up = True
     try:
@@ -152,6 +162,16 @@ def _capped(limit: int) -> int:
 
 def _levels(levels: list[list[str]] | None) -> list[list[str]]:
     return [[plain(Decimal(price)), plain(Decimal(quantity))] for price, quantity in levels or []]
+
+
+def _by_client_order_id(user: AbstractBaseUser, client_order_id: str) -> dict[str, Any]:
+    order = None
+    if isinstance(client_order_id, str) and CLIENT_ORDER_ID.fullmatch(client_order_id):
+        order = Order.objects.filter(user_id=user.pk, client_order_id=client_order_id).first()
+    if order is None:
+        raise OrderNotFound(f"no order with client_order_id {client_order_id!r}", field="client_order_id")
+    _refill(redis_client(), order)  # logs a Redis error, raises none
+    return _public(order_to_cache(order))
 
 
 def _refill(client: redis.Redis, order: Order) -> None:

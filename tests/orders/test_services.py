@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -9,7 +10,7 @@ from orders.cache import cached_order
 from orders.errors import InsufficientFunds, OrderRejected
 from orders.models import Balance, Order
 from orders.outbox import order_sweep_unqueued
-from orders.services import OrderRequest, order_place, order_place_many
+from orders.services import OrderRequest, order_cancel_all, order_place, order_place_many
 from tests.factories import BalanceFactory, MarketFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -146,6 +147,128 @@ def test_a_buy_creates_the_balance_row_of_the_asset_it_will_receive(market, redi
 
     btc = Balance.objects.get(user=user, asset="btc")
     assert (btc.total, btc.held) == (0, 0)
+
+
+# -- stop orders: held like the order they become ----------------------------------------------------
+
+
+def _stop(user, market, **fields):
+    values = {"side": "buy", "order_type": "stop_limit", "quantity": "0.5", "price": "101", "base_price": "100"}
+    values.update(fields)
+    values.setdefault("stop_condition", "ge")
+    return order_place(user=user, market=market, **values)
+
+
+def test_a_stop_limit_buy_holds_price_times_quantity_and_keeps_its_trigger(market, redis_client):
+    user = _funded("1000")
+
+    order = _stop(user, market, time_in_force="ioc")
+
+    assert (order.held, order.status, order.time_in_force) == (Decimal("50.5"), "new", "ioc")
+    row = Order.objects.get(id=order.id)
+    assert (row.type, row.base_price, row.stop_condition, row.price) == ("stop_limit", 100, "ge", 101)
+    assert _held(user, "usdt") == Decimal("50.5")
+    assert redis_client.xlen(STREAM) == 1
+
+
+def test_a_stop_limit_sell_holds_its_quantity(market, redis_client):
+    user = _funded("0", btc="1")
+
+    order = _stop(user, market, side="sell", stop_condition="le")
+
+    assert (order.held, _held(user, "btc")) == (Decimal("0.5"), Decimal("0.5"))
+
+
+def test_a_stop_market_sell_holds_its_quantity_and_needs_no_book(market, redis_client):
+    user = _funded("0", btc="1")
+
+    order = _stop(user, market, side="sell", order_type="stop_market", price=None, stop_condition="le")
+
+    assert (order.held, order.time_in_force, order.price) == (Decimal("0.5"), "ioc", None)
+
+
+def test_a_stop_market_buy_holds_a_budget_priced_at_its_base_price_and_needs_no_book(market, redis_client):
+    user = _funded("1000")
+
+    order = _stop(user, market, order_type="stop_market", price=None, quantity="0.0123", base_price="100.37")
+
+    # 0.0123 x 100.37 x 1.05 = 1.29627855, up to the step tick x lot = 0.000001
+    assert (order.held, order.time_in_force) == (Decimal("1.296279"), "ioc")
+    assert _held(user, "usdt") == Decimal("1.296279")
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"base_price": None}, "base_price"),
+        ({"base_price": "0"}, "base_price"),
+        ({"base_price": "-5"}, "base_price"),
+        ({"base_price": "100.001"}, "base_price"),  # off the tick grid
+        ({"base_price": "abc"}, "base_price"),
+        ({"stop_condition": None}, "stop_condition"),
+        ({"stop_condition": "gt"}, "stop_condition"),
+        ({"price": None}, "price"),  # a stop limit needs its limit price
+        ({"order_type": "stop_market"}, "price"),  # a stop market takes none
+        ({"order_type": "limit"}, "base_price"),  # other types take no trigger
+        ({"order_type": "limit", "base_price": None}, "stop_condition"),
+        ({"order_type": "stop_loss"}, "type"),
+    ],
+)
+def test_a_stop_order_with_a_bad_trigger_or_price_is_rejected_naming_the_field(market, redis_client, fields, field):
+    user = _funded("1000")
+
+    with pytest.raises(OrderRejected) as error:
+        _stop(user, market, **fields)
+
+    assert error.value.field == field
+    assert Order.objects.count() == 0 and _held(user, "usdt") == 0
+
+
+def test_a_limit_order_with_an_empty_stop_condition_is_accepted(market, redis_client):
+    user = _funded("1000")
+
+    order = order_place(
+        user=user, market=market, side="buy", order_type="limit", quantity="1", price="100", stop_condition=""
+    )
+
+    assert (order.base_price, order.stop_condition) == (None, "")
+
+
+# -- cancel all ----------------------------------------------------------------------------------------
+
+
+def _cancels(redis_client) -> list[int]:
+    entries = redis_client.xrange(STREAM)
+    return [json.loads(fields[b"c"])["id"] for _, fields in entries if json.loads(fields[b"c"])["op"] == "cancel"]
+
+
+def test_cancel_all_asks_to_cancel_each_open_order_of_the_user_that_matches(market, redis_client):
+    user, other = _funded("10000", btc="10"), _funded("10000")
+    MarketFactory(coin="eth", currency="usdt")
+    limit = order_place(user=user, market=market, side="buy", order_type="limit", quantity="1", price="100")
+    stop = _stop(user, market)
+    sell = order_place(user=user, market=market, side="sell", order_type="limit", quantity="1", price="200")
+    done = order_place(user=user, market=market, side="buy", order_type="limit", quantity="1", price="99")
+    Order.objects.filter(id=done.id).update(status="executed")
+    Order.objects.filter(id=stop.id).update(status="stopping")
+    theirs = order_place(user=other, market=market, side="buy", order_type="limit", quantity="1", price="100")
+
+    assert [o.id for o in order_cancel_all(user=user, order_type="stop_limit")] == [stop.id]
+    assert {o.id for o in order_cancel_all(user=user, currency="usdt", coin="btc")} == {limit.id, stop.id, sell.id}
+    assert order_cancel_all(user=user, coin="eth") == []
+    assert order_cancel_all(user=user, currency="USDT") == []  # codes compare exactly
+
+    assert _cancels(redis_client) == [stop.id, limit.id, stop.id, sell.id]
+    assert theirs.id not in _cancels(redis_client)
+
+
+def test_cancel_all_with_an_unknown_type_is_rejected_naming_the_type(market, redis_client):
+    user = _funded()
+
+    with pytest.raises(OrderRejected) as error:
+        order_cancel_all(user=user, order_type="iceberg")
+
+    assert error.value.field == "type"
 
 
 # -- after commit: stream and cache ------------------------------------------------------------------
