@@ -24,6 +24,7 @@ from django.db.models import QuerySet
 from matching.core import plain
 from orders.cache import cached_order, order_to_cache
 from orders.errors import MarketNotFound, OrderNotFound, ServiceUnavailable
+from orders.market_cache import MARKETS
 from orders.models import CLIENT_ORDER_ID, Balance, Market, Order, Trade
 from spot import keys
 from spot.redis import redis_client
@@ -105,11 +106,17 @@ def balance_list(*, user: AbstractBaseUser) -> QuerySet[Balance]:
 def market_find(code: str) -> Market | None:
     """The market whose code is exactly ``code`` (``btc_usdt``), enabled or not; ``None`` when there is none.
 
-    Cost: no query for a code of the wrong shape, else one read of uniq_markets_coin_currency. The
-    row is compared again in Python because the collation would match other spellings.
+    Cost: no query for a code of the wrong shape; else none while the process's cache holds the code
+    (``orders.market_cache``: up to ``MARKET_CACHE_TTL_S`` old, cleared by a save in this process),
+    one read of uniq_markets_coin_currency when it does not. The result is shared: read-only.
     """
     if not MARKET_CODE.fullmatch(code):
         return None
+    return MARKETS.get(code, _market_row)
+
+
+def _market_row(code: str) -> Market | None:
+    # The row is compared again in Python because the collation would match other spellings.
     coin, _, currency = code.partition("_")
     market = Market.objects.filter(coin=coin, currency=currency).first()
     if market is None or (market.coin, market.currency) != (coin, currency):
