@@ -240,6 +240,10 @@ MATCHER_METRICS_PORTS = env_int_map("MATCHER_METRICS_PORTS", {"match_btc": 9101,
 MATCHER_METRICS_BASE_PORT = env_int("MATCHER_METRICS_BASE_PORT", 9100)
 MATCHER_METRICS_HOST = env_str("MATCHER_METRICS_HOST", "127.0.0.1")
 ORDER_CACHE_TTL = 3600  # FR-DS-002
+# Each process keeps a market it read this long (orders.market_cache): no query per order for it. A
+# change saved through Django clears the saving process's copy at once; the others see it when theirs
+# expires. 0 turns the cache off.
+MARKET_CACHE_TTL_S = env_float("MARKET_CACHE_TTL_S", 1.0)
 ORDER_SWEEP_AFTER_S = env_int("ORDER_SWEEP_AFTER_S", 5)  # a `new` order this old is re-pushed
 # A market buy given in base quantity holds quantity x reference price x (1 + collar); it never
 # spends more than that (price protection, as large exchanges do).

@@ -10,6 +10,15 @@ import redis
 from django.conf import settings
 
 
+@pytest.fixture(autouse=True)
+def _markets_read_afresh() -> None:
+    """Each test reads markets from its own rows: a market the process cached in an earlier test
+    (orders.market_cache) was rolled back with that test's transaction, which no signal reports."""
+    from orders.market_cache import MARKETS
+
+    MARKETS.clear()
+
+
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     """The test Redis database, emptied before and after the test."""
