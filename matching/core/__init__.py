@@ -16,6 +16,7 @@ from matching.core.model import (
     PlaceResult,
     Side,
     StopCondition,
+    StopOrder,
     TimeInForce,
     Trade,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "PlaceResult",
     "Side",
     "StopCondition",
+    "StopOrder",
     "TimeInForce",
     "Trade",
     "UnitError",

@@ -9,14 +9,29 @@ Shape (CPython ``heapq`` "priority queue implementation notes"):
   O(1) plus an occasional O(n) compaction amortised over at least n/2 cancels.
 - per side, ``price -> [lots, orders]`` level aggregates, so depth snapshots and fill-or-kill
   checks read price levels, never individual orders.
+- stop orders waiting for their trigger (status ``stopping``) live outside the book: ``_stops`` (id ->
+  ``StopOrder``) and one heap per condition, ``ge`` a min-heap of ``(base price, seq, stop)`` and ``le``
+  a max-heap of ``(-base price, seq, stop)``, so the stops a trade triggers are the tops of the heaps.
+  Cancel and trigger mark a stop dead (``waiting = False``) as for resting orders.
+
+Stop orders (issue 10): ``last_price`` is the price of the market's latest trade. A ``ge`` stop
+triggers when a trade happens at or above its base price, a ``le`` stop at or below; one that the last
+trade price already satisfies when it is placed triggers at once, as part of its placement. The stops
+triggered by a command's trades enter the book after the command, in placement order, each with a new
+sequence number from the book's counter (time priority from its trigger), as a limit order at its
+price or a market order; the stops their own trades trigger are queued after them (first in, first
+out). All of it is one ``place`` call: its result lists them in ``triggered``.
 
 Costs: place that rests O(log n); each fill O(log n); cancel O(1) amortised; best price O(1)
-amortised; ``depth(k)`` O(L log k) over L price levels. Prices are integer ticks and quantities
+amortised; ``depth(k)`` O(L log k) over L price levels; a stop waits in O(log s) over s waiting stops,
+and the k stops a command triggers are found in O(k log s). With no stop waiting, a place pays one
+dict lookup and one truth test more than a book without stops. Prices are integer ticks and quantities
 integer lots; matching is deterministic (same commands, same results).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from heapq import heapify, heappop, heappush, nlargest, nsmallest
 
@@ -28,6 +43,8 @@ from matching.core.model import (
     OrderType,
     PlaceResult,
     Side,
+    StopCondition,
+    StopOrder,
     TimeInForce,
     Trade,
 )
@@ -38,6 +55,10 @@ COMPACT_MIN_DEAD = 1024
 
 _BUY = Side.BUY
 _SELL = Side.SELL
+_LIMIT = OrderType.LIMIT
+_MARKET = OrderType.MARKET
+_STOP_TYPES = (OrderType.STOP_LIMIT, OrderType.STOP_MARKET)
+_GE = StopCondition.GE
 
 
 class OrderBook:
@@ -48,10 +69,18 @@ class OrderBook:
         "_asks",
         "_bid_levels",
         "_bids",
+        "_cascading",
         "_dead_asks",
         "_dead_bids",
+        "_dead_ge",
+        "_dead_le",
+        "_ge",
+        "_last_price",
+        "_le",
         "_next_seq",
         "_orders",
+        "_stop_seq",
+        "_stops",
     )
 
     def __init__(self) -> None:
@@ -63,24 +92,60 @@ class OrderBook:
         self._dead_bids = 0
         self._dead_asks = 0
         self._next_seq = 1
+        self._stops: dict[int, StopOrder] = {}
+        self._ge: list[tuple[int, int, StopOrder]] = []
+        self._le: list[tuple[int, int, StopOrder]] = []
+        self._dead_ge = 0
+        self._dead_le = 0
+        self._stop_seq = 0  # the highest sequence number of a stop that waited (restore_stop's order)
+        self._last_price: int | None = None
+        self._cascading = False  # entering triggered stops: place leaves the stops its trades trigger to it
 
     # -- reads ---------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        """Number of resting orders."""
+        """Number of resting orders (waiting stops not included: see ``stop_count``)."""
         return len(self._orders)
 
     def __contains__(self, order_id: object) -> bool:
-        return order_id in self._orders
+        """Whether the id is open here: a resting order or a waiting stop (so a place with it is a
+        duplicate, and a cancel of it applies)."""
+        return order_id in self._orders or order_id in self._stops
 
     def get(self, order_id: int) -> Order | None:
-        """The resting order with this id, or None."""
+        """The resting order with this id, or None (a waiting stop is ``get_stop``'s)."""
         return self._orders.get(order_id)
+
+    def get_stop(self, order_id: int) -> StopOrder | None:
+        """The waiting stop order with this id, or None."""
+        return self._stops.get(order_id)
+
+    @property
+    def stop_count(self) -> int:
+        """Number of stop orders waiting for their trigger."""
+        return len(self._stops)
+
+    def stops(self) -> Iterator[StopOrder]:
+        """Waiting stop orders in placement order (``seq``). O(s log s)."""
+        yield from sorted(self._stops.values(), key=lambda stop: stop.seq)
 
     @property
     def next_seq(self) -> int:
-        """The sequence number the next order gets when none is given."""
+        """The sequence number the next order gets when none is given. After a place, it is above
+        every sequence number the command used, the triggered stops' included."""
         return self._next_seq
+
+    @property
+    def last_price(self) -> int | None:
+        """The price of the market's latest trade in ticks, or None before any trade. Settable for a
+        rebuild (before ``restore_stop``); it is what stops are checked against at placement."""
+        return self._last_price
+
+    @last_price.setter
+    def last_price(self, price: int | None) -> None:
+        if price is not None and price <= 0:
+            raise InvalidOrder(f"a last trade price must be positive, not {price}")
+        self._last_price = price
 
     def best_bid(self) -> int | None:
         """Highest resting bid price in ticks, or None. O(1) amortised."""
@@ -127,18 +192,35 @@ class OrderBook:
         tif: TimeInForce = TimeInForce.GTC,
         seq: int | None = None,
         quote_budget: int | None = None,
+        stop_price: int | None = None,
+        stop_condition: StopCondition | None = None,
     ) -> PlaceResult:
         """Match an incoming order against the book, then rest what a gtc limit order has left.
 
         ``quote_budget`` (market buys only) caps what the order may spend, in tick-lots; the order
         stops when either its quantity or its budget is used up. Market orders behave as ioc.
-        Raises ``InvalidOrder`` (nothing changed) when the values break a rule.
+
+        A stop order (``STOP_LIMIT`` with a price, ``STOP_MARKET`` without) needs ``stop_price`` (its
+        base price, ticks) and ``stop_condition``; the other types refuse both. It waits (status
+        ``STOPPING``) unless the last trade price already satisfies its condition; then it enters the
+        book at once, as this command (same ``seq``, ``trigger_price`` set).
+
+        The stops that the trades trigger enter the book before this returns (see the module's
+        docstring); their results are in the returned result's ``triggered``, and ``next_seq`` is
+        past the sequence numbers they took. Raises ``InvalidOrder`` (nothing changed) when the values
+        break a rule.
         """
-        if order_id in self._orders:
+        if order_id in self._orders or order_id in self._stops:
             raise DuplicateOrder(f"order {order_id} is already in the book")
         if quantity <= 0:
             raise InvalidOrder(f"order {order_id}: quantity must be positive")
-        if order_type is OrderType.LIMIT:
+        if order_type is not _LIMIT and order_type is not _MARKET:
+            return self._place_stop(
+                order_id, user, side, quantity, price, order_type, tif, seq, quote_budget, stop_price, stop_condition
+            )
+        if stop_price is not None or stop_condition is not None:
+            raise InvalidOrder(f"order {order_id}: a base price and a stop condition are for stop orders only")
+        if order_type is _LIMIT:
             if price is None or price <= 0:
                 raise InvalidOrder(f"order {order_id}: a limit order needs a positive price")
             if quote_budget is not None:
@@ -154,14 +236,13 @@ class OrderBook:
         elif seq < self._next_seq:
             raise InvalidOrder(f"order {order_id}: sequence {seq} is behind {self._next_seq}")
         self._next_seq = seq + 1
-
         if side is _BUY:
             heap, levels, limit_key = self._asks, self._ask_levels, price
         else:
             heap, levels = self._bids, self._bid_levels
             limit_key = None if price is None else -price
 
-        result = PlaceResult(order_id, OrderStatus.CANCELED, 0, 0, 0, seq)
+        result = PlaceResult(order_id, OrderStatus.CANCELED, 0, 0, 0, seq, [], None, [])
         if tif is TimeInForce.FOK and not self._can_fill(levels, side, price, quantity):
             return result
 
@@ -211,11 +292,15 @@ class OrderBook:
         result.notional = notional
         if not remaining:
             result.status = OrderStatus.EXECUTED
-        elif order_type is OrderType.LIMIT and tif is TimeInForce.GTC:
+        elif order_type is _LIMIT and tif is TimeInForce.GTC:
             assert price is not None
             self._rest(Order(order_id, user, side, price, quantity, seq, filled))
             result.remaining = remaining
             result.status = OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.PENDING
+        if trades:
+            self._last_price = trades[-1].price
+            if self._stops and not self._cascading:
+                self._cascade(result)
         return result
 
     def restore(self, order_id: int, user: int, side: Side, price: int, quantity: int, filled: int, seq: int) -> None:
@@ -233,11 +318,58 @@ class OrderBook:
         self._next_seq = seq + 1
         self._rest(Order(order_id, user, side, price, quantity, seq, filled))
 
+    def restore_stop(
+        self,
+        order_id: int,
+        user: int,
+        side: Side,
+        quantity: int,
+        price: int | None,
+        order_type: OrderType,
+        tif: TimeInForce,
+        quote_budget: int | None,
+        stop_price: int,
+        stop_condition: StopCondition,
+        seq: int,
+    ) -> None:
+        """Put back a waiting stop order as it was: rebuilds a book from storage.
+
+        Call it after the resting orders' ``restore`` and after setting ``last_price``, with the stops in
+        increasing ``seq`` (their placement order); their seqs need not interleave with the resting
+        orders': ``next_seq`` ends above both. Raises ``InvalidOrder`` on bad values, on a seq out of
+        order, or for a stop whose condition the last trade price already satisfies (it would have
+        triggered).
+        """
+        if order_id in self._orders or order_id in self._stops:
+            raise DuplicateOrder(f"order {order_id} is already in the book")
+        if quantity <= 0:
+            raise InvalidOrder(f"order {order_id}: quantity must be positive")
+        stop = self._new_stop(
+            order_id, user, side, quantity, price, order_type, tif, quote_budget, stop_price, stop_condition, seq
+        )
+        if seq <= self._stop_seq:
+            raise InvalidOrder(f"order {order_id}: stop sequence {seq} is not after {self._stop_seq}")
+        if self._last_price is not None and stop.triggers_at(self._last_price):
+            raise InvalidOrder(f"order {order_id}: the last trade price {self._last_price} has triggered it")
+        if seq >= self._next_seq:
+            self._next_seq = seq + 1
+        self._wait(stop)
+
     def cancel(self, order_id: int) -> CancelResult:
-        """Remove a resting order. Raises ``UnknownOrder`` if it is not resting. O(1) amortised."""
+        """Remove a resting order or a waiting stop. Raises ``UnknownOrder`` if it is neither.
+        O(1) amortised."""
         order = self._orders.pop(order_id, None)
         if order is None:
-            raise UnknownOrder(f"order {order_id} is not resting in the book")
+            stop = self._stops.pop(order_id, None)
+            if stop is None:
+                raise UnknownOrder(f"order {order_id} is not resting in the book nor a waiting stop")
+            stop.waiting = False
+            if stop.condition is _GE:
+                self._dead_ge += 1
+            else:
+                self._dead_le += 1
+            self._maybe_compact_stops()
+            return CancelResult(order_id, stop.user, stop.side, stop.price or 0, 0, stop.quantity, True)
         if order.side is _BUY:
             levels = self._bid_levels
             self._dead_bids += 1
@@ -297,6 +429,194 @@ class OrderBook:
             assert sums == levels, f"{side}: level aggregates {levels} differ from the orders' {sums}"
         bid, ask = self.best_bid(), self.best_ask()
         assert bid is None or ask is None or bid < ask, f"book is crossed: bid {bid} >= ask {ask}"
+        self._check_stops(seqs)
+
+    def _check_stops(self, seqs: set[int]) -> None:
+        """The waiting stops: heaps against the index, dead counters, values, none that the last trade
+        price has triggered, sequence numbers unique (also against the resting orders' ``seqs``)."""
+        stops = self._stops
+        last = self._last_price
+        assert last is None or last > 0, f"last trade price {last} is not positive"
+        live = 0
+        for condition, heap, dead in ((_GE, self._ge, self._dead_ge), (StopCondition.LE, self._le, self._dead_le)):
+            dead_seen = 0
+            for key, seq, stop in heap:
+                assert key == (stop.stop_price if condition is _GE else -stop.stop_price), f"bad heap key for {stop}"
+                assert seq == stop.seq, f"heap seq {seq} differs from {stop}"
+                if not stop.waiting:
+                    dead_seen += 1
+                    assert stops.get(stop.id) is not stop, f"{stop} is dead but indexed"
+                    continue
+                live += 1
+                assert stop.condition is condition, f"{stop} is in the {condition} heap"
+                assert stops.get(stop.id) is stop, f"{stop} is in a heap but not in the index"
+                assert stop.id not in self._orders, f"{stop} is also resting"
+                assert stop.quantity > 0 and stop.stop_price > 0, f"{stop} has a non-positive amount"
+                if stop.order_type is OrderType.STOP_LIMIT:
+                    assert stop.price is not None and stop.price > 0, f"{stop} has no price"
+                    assert stop.quote_budget is None, f"{stop} is a limit with a budget"
+                else:
+                    assert stop.order_type is OrderType.STOP_MARKET, f"{stop} is not a stop type"
+                    assert stop.price is None, f"{stop} is a market order with a price"
+                    assert stop.tif is TimeInForce.IOC, f"{stop} is a market order that could rest"
+                    assert stop.quote_budget is None or (stop.side is _BUY and stop.quote_budget > 0), (
+                        f"bad budget {stop}"
+                    )
+                assert 0 < stop.seq < self._next_seq, f"{stop} has a sequence from the future"
+                assert stop.seq <= self._stop_seq, f"{stop} is after the last stop sequence {self._stop_seq}"
+                assert stop.seq not in seqs, f"sequence number {stop.seq} is used twice"
+                seqs.add(stop.seq)
+                assert last is None or not stop.triggers_at(last), f"{stop} waits, but last trade {last} triggers it"
+            assert dead_seen == dead, f"{condition}: {dead_seen} dead stop entries, counter says {dead}"
+        assert live == len(stops), f"stop heaps hold {live} live stops, the index {len(stops)}"
+
+    # -- stop orders ---------------------------------------------------------------------------
+
+    def _place_stop(
+        self,
+        order_id: int,
+        user: int,
+        side: Side,
+        quantity: int,
+        price: int | None,
+        order_type: OrderType,
+        tif: TimeInForce,
+        seq: int | None,
+        quote_budget: int | None,
+        stop_price: int | None,
+        stop_condition: StopCondition | None,
+    ) -> PlaceResult:
+        stop = self._new_stop(
+            order_id, user, side, quantity, price, order_type, tif, quote_budget, stop_price, stop_condition, seq
+        )
+        if seq is None:
+            seq = stop.seq = self._next_seq
+        elif seq < self._next_seq:
+            raise InvalidOrder(f"order {order_id}: sequence {seq} is behind {self._next_seq}")
+        last = self._last_price
+        if last is None or not stop.triggers_at(last):
+            self._next_seq = seq + 1
+            self._wait(stop)
+            return PlaceResult(order_id, OrderStatus.STOPPING, 0, 0, 0, seq, [], None, [])
+        # Triggered as part of its own placement: it enters the book now, as this command, with its
+        # sequence number (place enters the stops its trades trigger, as for any order).
+        stop.waiting = False
+        result = self._enter(stop, seq)
+        result.trigger_price = last
+        return result
+
+    def _new_stop(
+        self,
+        order_id: int,
+        user: int,
+        side: Side,
+        quantity: int,
+        price: int | None,
+        order_type: OrderType,
+        tif: TimeInForce,
+        quote_budget: int | None,
+        stop_price: int | None,
+        stop_condition: StopCondition | None,
+        seq: int | None,
+    ) -> StopOrder:
+        """A checked stop order (not yet waiting); raises ``InvalidOrder`` naming the broken rule."""
+        if order_type not in _STOP_TYPES:
+            raise InvalidOrder(f"order {order_id}: {order_type} is not a stop order type")
+        if stop_price is None or stop_price <= 0:
+            raise InvalidOrder(f"order {order_id}: a stop order needs a positive base price")
+        if stop_condition is None:
+            raise InvalidOrder(f"order {order_id}: a stop order needs a stop condition (ge or le)")
+        if order_type is OrderType.STOP_LIMIT:
+            if price is None or price <= 0:
+                raise InvalidOrder(f"order {order_id}: a stop limit order needs a positive price")
+            if quote_budget is not None:
+                raise InvalidOrder(f"order {order_id}: a quote budget is for market buys only")
+        else:
+            if price is not None:
+                raise InvalidOrder(f"order {order_id}: a stop market order takes no price")
+            if quote_budget is not None and (side is not _BUY or quote_budget <= 0):
+                raise InvalidOrder(f"order {order_id}: a quote budget must be positive, on a buy")
+            tif = TimeInForce.IOC
+        return StopOrder(
+            order_id, user, side, quantity, price, order_type, tif, quote_budget, stop_price, stop_condition, seq or 0
+        )
+
+    def _wait(self, stop: StopOrder) -> None:
+        self._stops[stop.id] = stop
+        if stop.condition is _GE:
+            heappush(self._ge, (stop.stop_price, stop.seq, stop))
+        else:
+            heappush(self._le, (-stop.stop_price, stop.seq, stop))
+        if stop.seq > self._stop_seq:
+            self._stop_seq = stop.seq
+
+    def _enter(self, stop: StopOrder, seq: int) -> PlaceResult:
+        """Match a triggered stop (no longer waiting) as the limit or market order it becomes."""
+        return self.place(
+            stop.id, stop.user, stop.side, stop.quantity, stop.price, stop.entry_type, stop.tif, seq, stop.quote_budget
+        )
+
+    def _cascade(self, root: PlaceResult) -> None:
+        """Enter every stop that ``root``'s trades trigger, then those their trades trigger, and so on,
+        first in first out; each result is appended to ``root.triggered``."""
+        queue = deque(self._triggered_by(root.trades))
+        triggered = root.triggered
+        self._cascading = True
+        try:
+            while queue:
+                stop, trigger_price = queue.popleft()
+                result = self._enter(stop, self._next_seq)
+                result.trigger_price = trigger_price
+                triggered.append(result)
+                if self._stops and result.trades:
+                    queue.extend(self._triggered_by(result.trades))
+        finally:
+            self._cascading = False
+
+    def _triggered_by(self, trades: list[Trade]) -> list[tuple[StopOrder, int]]:
+        """Take out of waiting the stops that these trades trigger, in placement order, each with the
+        last trade price. A taker's trades run from its best price to its worst, so the first and last
+        trades bound their prices. O(k log s)."""
+        first, last = trades[0].price, trades[-1].price
+        high, low = (first, last) if first > last else (last, first)
+        stops = self._stops
+        found: list[StopOrder] = []
+        ge = self._ge
+        while ge:
+            key, _, stop = ge[0]
+            if stop.waiting:
+                if key > high:
+                    break
+                found.append(stop)
+                stop.waiting = False
+                del stops[stop.id]
+            else:
+                self._dead_ge -= 1
+            heappop(ge)
+        le = self._le
+        while le:
+            key, _, stop = le[0]
+            if stop.waiting:
+                if -key < low:
+                    break
+                found.append(stop)
+                stop.waiting = False
+                del stops[stop.id]
+            else:
+                self._dead_le -= 1
+            heappop(le)
+        found.sort(key=lambda stop: stop.seq)
+        return [(stop, last) for stop in found]
+
+    def _maybe_compact_stops(self) -> None:
+        if self._dead_ge >= COMPACT_MIN_DEAD and 2 * self._dead_ge > len(self._ge):
+            self._ge = [e for e in self._ge if e[2].waiting]
+            heapify(self._ge)
+            self._dead_ge = 0
+        if self._dead_le >= COMPACT_MIN_DEAD and 2 * self._dead_le > len(self._le):
+            self._le = [e for e in self._le if e[2].waiting]
+            heapify(self._le)
+            self._dead_le = 0
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -107,9 +107,86 @@ class Trade(NamedTuple):
     maker_remaining: int
 
 
+class StopOrder:
+    """A stop order waiting outside the book for its trigger (status ``stopping``).
+
+    ``stop_price`` is its base price in ticks; ``order_type`` is ``STOP_LIMIT`` (with ``price``) or
+    ``STOP_MARKET`` (``price`` None, and on a buy maybe a ``quote_budget`` in tick-lots); ``seq`` is its
+    placement sequence number. ``waiting`` turns false once it triggers or is canceled: the book drops
+    its heap entry lazily, as it does for canceled resting orders.
+    """
+
+    __slots__ = (
+        "condition",
+        "id",
+        "order_type",
+        "price",
+        "quantity",
+        "quote_budget",
+        "seq",
+        "side",
+        "stop_price",
+        "tif",
+        "user",
+        "waiting",
+    )
+
+    def __init__(
+        self,
+        id: int,
+        user: int,
+        side: Side,
+        quantity: int,
+        price: int | None,
+        order_type: OrderType,
+        tif: TimeInForce,
+        quote_budget: int | None,
+        stop_price: int,
+        condition: StopCondition,
+        seq: int,
+    ) -> None:
+        self.id = id
+        self.user = user
+        self.side = side
+        self.quantity = quantity
+        self.price = price
+        self.order_type = order_type
+        self.tif = tif
+        self.quote_budget = quote_budget
+        self.stop_price = stop_price
+        self.condition = condition
+        self.seq = seq
+        self.waiting = True
+
+    @property
+    def entry_type(self) -> OrderType:
+        """What it enters the book as once triggered: ``LIMIT`` or ``MARKET``."""
+        return OrderType.LIMIT if self.order_type is OrderType.STOP_LIMIT else OrderType.MARKET
+
+    def triggers_at(self, last_price: int) -> bool:
+        """Whether a trade at ``last_price`` (ticks) triggers it."""
+        if self.condition is StopCondition.GE:
+            return last_price >= self.stop_price
+        return last_price <= self.stop_price
+
+    def __repr__(self) -> str:
+        return (
+            f"StopOrder(id={self.id}, user={self.user}, side={self.side.value}, type={self.order_type.value}, "
+            f"quantity={self.quantity}, price={self.price}, {self.condition.value} {self.stop_price}, seq={self.seq})"
+        )
+
+
 @dataclass(slots=True)
 class PlaceResult:
-    """What one place command did: its trades, then the incoming order's final state."""
+    """What one place command did: its trades, then the incoming order's final state.
+
+    A stop order that waits gives status ``STOPPING`` and its placement ``seq``, nothing else.
+    ``trigger_price`` (ticks) is set on the result of a stop order that entered the book: the last
+    trade price when it triggered (for a stop that triggers at its own placement, the last trade price
+    it found). ``triggered`` lists, on the command's own result only, the results of the stop orders
+    that entered the book because of this command, cascades included, in the order they entered, each
+    with the new ``seq`` it took from the book's counter.
+    """
 
     order_id: int
     status: OrderStatus
@@ -118,11 +195,17 @@ class PlaceResult:
     notional: int  # sum of price x quantity of its trades, in tick-lots
     seq: int
     trades: list[Trade] = field(default_factory=list)
+    trigger_price: int | None = None
+    triggered: list[PlaceResult] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
 class CancelResult:
-    """What a successful cancel did: the order's filled and canceled lots."""
+    """What a successful cancel did: the order's filled and canceled lots.
+
+    ``stop`` is true for a waiting stop order: then ``filled`` is 0, ``canceled`` its whole quantity,
+    and ``price`` its limit price (0 for a stop_market, which has none); it released all it held.
+    """
 
     order_id: int
     user: int
@@ -130,3 +213,4 @@ class CancelResult:
     price: int
     filled: int
     canceled: int
+    stop: bool = False
