@@ -1,5 +1,6 @@
-"""The API's OpenAPI description (drf-spectacular) where the code alone does not say it: the one error
-shape, the outputs of views that return a selector's dict, and the signed-request scheme.
+"""The API's OpenAPI description (drf-spectacular) where the code alone does not say it: the envelope
+of every answer, the error envelope, the outputs of views that return a selector's dict, the Laravel
+paginator's pages and the signed-request scheme.
 
 Served at ``/api/schema/`` with Swagger UI at ``/api/docs/`` (docs/API.md). ``orders.api`` imports
 this module, which also registers the authentication extension below with drf-spectacular.
@@ -13,14 +14,14 @@ from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.utils import (
     OpenApiExample,
-    OpenApiParameter,
     OpenApiResponse,
     extend_schema_field,
     extend_schema_serializer,
+    inline_serializer,
 )
 from rest_framework import serializers
 
-from orders.models import OrderStatus, OrderType, Side, TimeInForce, choices
+from orders.models import OrderStatus, OrderType, Side, StopCondition, TimeInForce, choices
 
 # An amount as the API writes it: a plain decimal string (``matching.core.plain``), no exponent, no
 # trailing zeros.
@@ -63,58 +64,67 @@ class AmountSchemaField(serializers.CharField):
 
 @extend_schema_serializer(component_name="Error")
 class ErrorOutput(serializers.Serializer):
-    """Every error under ``/api/`` (``spot.errors.exception_handler``)."""
+    """Every error under ``/api/`` (``spot.errors.exception_handler``, ``spot.envelope``)."""
 
+    success = serializers.BooleanField(help_text="Always false.")
     message = serializers.CharField(help_text="What went wrong, for a person to read.")
+    dataVersion = serializers.CharField(help_text="The version of the data's shapes (`spot.envelope.DATA_VERSION`).")
+    data = serializers.JSONField(allow_null=True, help_text="Always null.")
     errors = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
-        required=False,
         help_text=(
-            "The fields at fault, each with its messages; omitted when no field is. A field of a batch's "
-            "order is named by its position: `orders[3].price`."
+            "The fields at fault, each with its messages; `{}` when no field is. A field of a batch's order "
+            "is named by its position: `orders[3].price`."
         ),
     )
 
 
 @extend_schema_serializer(component_name="Order")
 class OrderOutput(serializers.Serializer):
-    """An order as ``orders.selectors.order_data`` and ``order_get`` shape it."""
+    """An order as ``orders.selectors.order_data`` and ``order_get`` shape it (the old system's fields)."""
 
     id = serializers.IntegerField()
-    market = serializers.CharField(help_text="Market code, e.g. `btc_usdt`.")
+    user_id = serializers.IntegerField()
     trade_type = serializers.ChoiceField(choices=choices(Side))
+    currency = serializers.CharField(help_text="The quote asset, e.g. `usdt`.")
+    coin = serializers.CharField(help_text="The base asset, e.g. `btc`.")
     type = serializers.ChoiceField(choices=choices(OrderType))
+    ioc = serializers.ChoiceField(
+        choices=[0, 1], help_text="1 when the order never rests (`time_in_force` ioc or fok)."
+    )
     time_in_force = serializers.ChoiceField(choices=choices(TimeInForce))
-    status = serializers.ChoiceField(choices=choices(OrderStatus))
-    reject_reason = serializers.CharField(allow_blank=True, help_text="Why the matcher rejected it; empty if not.")
     quantity = AmountSchemaField()
-    price = AmountSchemaField(allow_null=True, help_text="Limit price; null for a market order.")
+    price = AmountSchemaField(allow_null=True, help_text="Limit price; null for market and stop_market orders.")
     executed_quantity = AmountSchemaField()
-    executed_quote = AmountSchemaField()
-    average_price = AmountSchemaField(allow_null=True, help_text="Null until something executed.")
-    fee = AmountSchemaField()
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
+    executed_price = AmountSchemaField(allow_null=True, help_text="Average price of its trades; null before the first.")
+    base_price = AmountSchemaField(allow_null=True, help_text="A stop order's trigger price; null for other types.")
+    stop_condition = serializers.ChoiceField(
+        choices=choices(StopCondition), allow_null=True, help_text="A stop order's direction; null for other types."
+    )
+    fee = AmountSchemaField(help_text="Charged in the asset the order receives.")
+    status = serializers.ChoiceField(
+        choices=choices(OrderStatus), help_text="`stopping`: a stop order waiting for its trigger (it holds funds)."
+    )
+    reject_reason = serializers.CharField(allow_blank=True, help_text="Why the matcher rejected it; empty if not.")
+    client_order_id = serializers.CharField(allow_null=True, help_text="The client's own id for it, if it gave one.")
+    created_at = serializers.IntegerField(help_text="Milliseconds since the Unix epoch.")
+    updated_at = serializers.IntegerField(help_text="Milliseconds since the Unix epoch.")
 
 
-@extend_schema_field(
-    {
-        "type": "array",
-        "items": {"type": "array", "items": AMOUNT_SCHEMA, "minItems": 2, "maxItems": 2},
-        "description": "Price levels, best first: `[price, quantity]`.",
-    }
-)
-class BookSideField(serializers.ListField):
-    pass
+@extend_schema_serializer(component_name="BookLevel")
+class BookLevelOutput(serializers.Serializer):
+    price = AmountSchemaField()
+    quantity = AmountSchemaField(help_text="The quantity resting at this price.")
 
 
 @extend_schema_serializer(component_name="Book")
 class BookOutput(serializers.Serializer):
     """The depth the market's matcher last published (``orders.selectors.book_get``)."""
 
-    market = serializers.CharField()
-    bids = BookSideField()
-    asks = BookSideField()
+    buy = BookLevelOutput(many=True, help_text="Bids, best (highest) first.")
+    sell = BookLevelOutput(many=True, help_text="Asks, best (lowest) first.")
+    updatedAt = serializers.IntegerField(help_text="Milliseconds since the Unix epoch.")
+    tickerSize = AmountSchemaField(help_text="The market's tick size: prices are multiples of it.")
 
 
 @extend_schema_serializer(component_name="CancelRequested")
@@ -123,6 +133,97 @@ class CancelOutput(serializers.Serializer):
 
     id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=["cancel_requested"])
+
+
+@extend_schema_serializer(component_name="CancelsRequested")
+class CancelAllOutput(serializers.Serializer):
+    """The open orders the matcher has been asked to cancel."""
+
+    count = serializers.IntegerField()
+    ids = serializers.ListField(child=serializers.IntegerField())
+
+
+# ``GET /balances``' data: an object keyed by asset; drf-spectacular takes a schema as a response.
+BALANCES = OpenApiResponse(
+    {
+        "type": "object",
+        "description": "The user's balances keyed by asset (`btc`, `usdt`).",
+        "additionalProperties": {
+            "type": "object",
+            "required": ["total", "held", "available"],
+            "properties": {
+                "total": AMOUNT_SCHEMA,
+                "held": {**AMOUNT_SCHEMA, "description": "Held by open orders (waiting stop orders included)."},
+                "available": {**AMOUNT_SCHEMA, "description": "total - held."},
+            },
+        },
+    },
+    description="The user's balances.",
+)
+
+
+@extend_schema_serializer(component_name="OwnTrade")
+class OwnTradeOutput(serializers.Serializer):
+    """One of the user's trades, from the user's side (``orders.selectors.trade_page``)."""
+
+    id = serializers.IntegerField()
+    order_id = serializers.IntegerField(help_text="The user's order in this trade.")
+    buy_order_id = serializers.IntegerField()
+    sell_order_id = serializers.IntegerField()
+    trade_type = serializers.ChoiceField(choices=choices(Side), help_text="The user's side.")
+    currency = serializers.CharField()
+    coin = serializers.CharField()
+    price = AmountSchemaField()
+    quantity = AmountSchemaField()
+    amount = AmountSchemaField(help_text="price x quantity, in the currency.")
+    fee = AmountSchemaField(help_text="The user's fee.")
+    fee_asset = serializers.CharField(help_text="The coin for a buy, the currency for a sell.")
+    is_maker = serializers.BooleanField(help_text="Whether the user's order was resting in the book.")
+    created_at = serializers.IntegerField(help_text="Milliseconds since the Unix epoch.")
+
+
+@extend_schema_field({"type": "string", "enum": [member.value for member in Side]})
+class SideText(serializers.CharField):
+    """A side in an output that is not the order's own ``trade_type`` (one enum component is enough)."""
+
+
+@extend_schema_serializer(component_name="RecentTrade")
+class RecentTradeOutput(serializers.Serializer):
+    """A market's trade as the public sees it (``orders.selectors.trade_recent``)."""
+
+    id = serializers.IntegerField()
+    currency = serializers.CharField()
+    coin = serializers.CharField()
+    price = AmountSchemaField()
+    quantity = AmountSchemaField()
+    amount = AmountSchemaField(help_text="price x quantity, in the currency.")
+    taker_side = SideText(help_text="The side of the order that took: `buy` or `sell`.")
+    created_at = serializers.IntegerField(help_text="Milliseconds since the Unix epoch.")
+
+
+def paginated(name: str, items: serializers.BaseSerializer) -> Any:
+    """A page of ``items`` as Laravel's length-aware paginator writes it (``orders.api._paginated``)."""
+    return inline_serializer(
+        name,
+        {
+            "current_page": serializers.IntegerField(),
+            "data": items,
+            "first_page_url": serializers.URLField(),
+            "from": serializers.IntegerField(allow_null=True, help_text="1-based position of the first item."),
+            "last_page": serializers.IntegerField(),
+            "last_page_url": serializers.URLField(),
+            "next_page_url": serializers.URLField(allow_null=True),
+            "path": serializers.URLField(),
+            "per_page": serializers.IntegerField(),
+            "prev_page_url": serializers.URLField(allow_null=True),
+            "to": serializers.IntegerField(allow_null=True, help_text="1-based position of the last item."),
+            "total": serializers.IntegerField(),
+        },
+    )
+
+
+ORDER_PAGE = paginated("OrderPage", OrderOutput(many=True))
+OWN_TRADE_PAGE = paginated("OwnTradePage", OwnTradeOutput(many=True))
 
 
 ERROR_MEANINGS = {
@@ -148,17 +249,40 @@ def errors(*statuses: int) -> dict[int, OpenApiResponse]:
 PLACE_EXAMPLES = [
     OpenApiExample(
         "A limit buy",
-        value={"market": "btc_usdt", "trade_type": "buy", "type": "limit", "quantity": "0.01", "price": "30000"},
+        value={
+            "currency": "usdt",
+            "coin": "btc",
+            "trade_type": "buy",
+            "type": "limit",
+            "quantity": "0.01",
+            "price": "30000",
+            "client_order_id": "my-order-1",
+        },
         request_only=True,
     ),
     OpenApiExample(
         "A market sell, immediate or cancel",
         value={
-            "market": "btc_usdt",
+            "currency": "usdt",
+            "coin": "btc",
             "trade_type": "sell",
             "type": "market",
             "quantity": "0.01",
-            "time_in_force": "ioc",
+            "ioc": 1,
+        },
+        request_only=True,
+    ),
+    OpenApiExample(
+        "A stop-limit sell: when a trade happens at or below 29000, sell at 28900",
+        value={
+            "currency": "usdt",
+            "coin": "btc",
+            "trade_type": "sell",
+            "type": "stop_limit",
+            "quantity": "0.01",
+            "price": "28900",
+            "base_price": "29000",
+            "stop_condition": "le",
         },
         request_only=True,
     ),
@@ -167,38 +291,31 @@ BATCH_EXAMPLES = [
     OpenApiExample(
         "Two limit orders",
         value={
-            "market": "btc_usdt",
+            "currency": "usdt",
+            "coin": "btc",
             "orders": [
                 {"trade_type": "buy", "type": "limit", "quantity": "0.01", "price": "29000"},
-                {"trade_type": "sell", "type": "limit", "quantity": "0.01", "price": "31000", "time_in_force": "gtc"},
+                {"trade_type": "sell", "type": "limit", "quantity": "0.01", "price": "31000", "ioc": 0},
             ],
         },
         request_only=True,
     ),
 ]
-MARKET_CODE_PARAMETER = OpenApiParameter(
-    "code",
-    str,
-    OpenApiParameter.PATH,
-    description="Market code: coin and currency in lowercase ASCII (`btc_usdt`).",
-    examples=[OpenApiExample("BTC/USDT", value="btc_usdt")],
-)
-
 SIGNING = """A bot signs every request with one of its API keys (created in the admin, by `manage.py apikey
-create`, or at `POST /api/keys`). Three headers, all required:
+create`, or at `POST /api/v1/keys`). Three headers, all required:
 
 - `X-API-Key`: the key's public id;
 - `X-API-Timestamp`: the time of sending, in milliseconds since the Unix epoch, a decimal integer;
 - `X-API-Signature`: lowercase hex HMAC-SHA256 of the message below, keyed with the key's secret.
 
 The message is `f"{timestamp}\\n{METHOD}\\n{path}\\n{query}\\n".encode() + body`: the path as sent
-(percent-encoded, e.g. `/api/orders`), the query string as sent without `?` (empty if none) and the
+(percent-encoded, e.g. `/api/v1/orders`), the query string as sent without `?` (empty if none) and the
 body's raw bytes (none for a GET). `spot/client.py` in the repository does this in a few lines.
 
 A timestamp more than the receive window (5 s unless configured) from the server's clock, or a
 signature already used within it, is refused with 401 saying which. A key needs the `read` scope for
 GET and `trade` to place or cancel (403 otherwise). The docs page's "Try it out" cannot sign; it works
-with a browser session (log in to the admin, or `POST /api/session`)."""
+with a browser session (log in to the admin, or `POST /api/v1/session`)."""
 
 
 class SignedRequestScheme(OpenApiAuthenticationExtension):
@@ -248,7 +365,7 @@ class SessionScheme(OpenApiAuthenticationExtension):
             "in": "cookie",
             "name": settings.SESSION_COOKIE_NAME,
             "description": (
-                "A person's browser session (`POST /api/session`, or the admin's login). POST and DELETE "
+                "A person's browser session (`POST /api/v1/session`, or the admin's login). POST and DELETE "
                 "also need the session's CSRF token in `X-CSRFToken`."
             ),
         }
@@ -257,13 +374,44 @@ class SessionScheme(OpenApiAuthenticationExtension):
 def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """A ``POSTPROCESSING_HOOKS`` entry: what drf-spectacular cannot see in the serializers.
 
-    A nested serializer with ``many=True`` checks ``allow_empty`` and ``max_length`` in code, not
-    with validators, so the batch's bounds are stated here.
+    Every success under ``/api/v1/`` is wrapped by the renderer (``spot.envelope``), so each JSON
+    response schema of a 2xx becomes the envelope with the view's schema as ``data``; the ``Error``
+    component is already the error envelope. A nested serializer with ``many=True`` checks
+    ``allow_empty`` and ``max_length`` in code, not with validators, so the batch's bounds are stated
+    here.
     """
     from orders.api import BATCH_MAX  # orders.api imports this module
 
+    for path, operations in result.get("paths", {}).items():
+        if not path.startswith("/api/v1/"):
+            continue
+        for operation in operations.values():
+            for code, response in operation.get("responses", {}).items():
+                content = response.get("content", {}).get("application/json")
+                if content is not None and str(code).startswith("2"):
+                    content["schema"] = _envelope(content["schema"])
     schemas = result.get("components", {}).get("schemas", {})
     batch = schemas.get("PlaceOrderBatchRequest")
     if batch is not None:
         batch["properties"]["orders"].update(minItems=1, maxItems=BATCH_MAX)
     return result
+
+
+def _envelope(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["success", "message", "dataVersion", "data"],
+        "properties": {
+            "success": {"type": "boolean", "enum": [True]},
+            "message": {
+                "type": "string",
+                "nullable": True,
+                "description": "Null, or a note (e.g. that a client_order_id named an existing order).",
+            },
+            "dataVersion": {
+                "type": "string",
+                "description": "The version of the data's shapes; changes when a release changes a field.",
+            },
+            "data": data,
+        },
+    }

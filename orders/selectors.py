@@ -1,10 +1,11 @@
-"""Reads of the orders domain: one order (cache first), a user's orders and balances, markets, the
-published book and recent trades.
+"""Reads of the orders domain: one order (cache first), pages of a user's orders and trades, balances,
+markets, the published book and recent trades.
 
 ``order_get`` serves FR-PF-004: a detail read is answered from the order cache (``order:{id}``,
 FR-DS-002) with no DB query; only a miss or an incomplete hash reads the DB, and that read refills the
-cache. Every order is shaped the same way whichever side answered (``order_data``): amounts as plain
-decimal strings, timestamps ISO-8601 UTC.
+cache. Every order is shaped the same way whichever side answered (``order_data``), in the old
+system's fields (docs/API.md): amounts as plain decimal strings, timestamps in milliseconds since the
+Unix epoch.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -19,25 +23,25 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet, Value
 
 from matching.core import plain
 from orders.cache import cached_order, order_to_cache
 from orders.errors import MarketNotFound, OrderNotFound, ServiceUnavailable
 from orders.market_cache import MARKETS
-from orders.models import CLIENT_ORDER_ID, Balance, Market, Order, Trade
+from orders.models import CLIENT_ORDER_ID, Balance, Market, Order, Side, TimeInForce, Trade
 from spot import keys
 from spot.redis import redis_client
 
 logger = logging.getLogger(__name__)
 
 LIST_LIMIT_MAX = 500  # a page of a user's orders or a market's trades; larger reads go to exports
+PAGE_SIZE_DEFAULT = 20  # a page of a list when the client names no `limit`
+RECENT_TRADES_DEFAULT = 50  # the public's recent trades when the client names no `count`
 # A market code as stored: lowercase ASCII coin and currency (``btc_usdt``). Matched before any query:
 # the columns' collation is case- and accent-insensitive, so the DB alone would let ``BTC_USDT`` or
 # ``btç_üsdt`` find ``btc_usdt``.
 MARKET_CODE = re.compile(r"[a-z0-9]{1,16}_[a-z0-9]{1,16}")
-AMOUNT_FIELDS = ("quantity", "executed_quantity", "executed_quote", "fee")
-OPTIONAL_AMOUNT_FIELDS = ("price", "average_price")
 
 
 def order_get(
@@ -81,23 +85,6 @@ def order_data(order: Order) -> dict[str, Any]:
     return _public(order_to_cache(order))
 
 
-def order_list(
-    *, user: AbstractBaseUser, market: str | None = None, status: str | None = None, limit: int = 100
-) -> QuerySet[Order]:
-    """The user's orders, newest first, at most ``limit`` (capped at ``LIST_LIMIT_MAX``).
-
-    ``market`` is a code (``btc_usdt``); with it the read is a range of idx_orders_user_currency_coin
-    (user_id, currency, coin), without it a prefix of the same index.
-    """
-    orders = Order.objects.filter(user_id=user.pk)
-    if market is not None:
-        coin, _, currency = market.partition("_")
-        orders = orders.filter(currency=currency, coin=coin)
-    if status is not None:
-        orders = orders.filter(status=status)
-    return orders.order_by("-created_at", "-id")[: _capped(limit)]
-
-
 def balance_list(*, user: AbstractBaseUser) -> QuerySet[Balance]:
     """The user's balances by asset (``available`` is a property: ``total - held``)."""
     return Balance.objects.filter(user_id=user.pk).order_by("asset")
@@ -137,20 +124,26 @@ def market_list() -> QuerySet[Market]:
     return Market.objects.filter(enabled=True).order_by("coin", "currency")
 
 
-def book_get(*, market_code: str) -> dict[str, Any]:
-    """The depth the market's matcher last published at ``book:{code}``: ``{"market", "bids", "asks"}``,
-    each side ``[[price, quantity], ...]`` as plain decimal strings, best first; empty sides when nothing was
-    published. One Redis read, no DB query. Raises ``ServiceUnavailable`` when Redis is down.
+def book_get(*, market: Market) -> dict[str, Any]:
+    """The depth the market's matcher last published at ``book:{code}``, as the old system's order
+    book: ``{"buy": [{"price", "quantity"}, ...], "sell": [...], "updatedAt", "tickerSize"}``, each side
+    best first, amounts as plain decimal strings; empty sides when nothing was published.
+    ``updatedAt`` (ms) is when the matcher published it if the snapshot says so, else when it was read.
+    One Redis read, no DB query. Raises ``ServiceUnavailable`` when Redis is down.
     """
     try:
-        raw = redis_client().get(f"book:{market_code}")
+        raw = redis_client().get(keys.book(market.code))
     except redis.RedisError as exc:
-        logger.warning("book of %s unavailable", market_code, exc_info=True)
+        logger.warning("book of %s unavailable", market.code, exc_info=True)
         raise ServiceUnavailable("market data is unavailable; try again shortly") from exc
-    if not raw:
-        return {"market": market_code, "bids": [], "asks": []}
-    book = json.loads(raw)
-    return {"market": market_code, "bids": _levels(book.get("bids")), "asks": _levels(book.get("asks"))}
+    book = json.loads(raw) if raw else {}
+    published = book.get("at")
+    return {
+        "buy": _levels(book.get("bids")),
+        "sell": _levels(book.get("asks")),
+        "updatedAt": published if isinstance(published, int) else time.time_ns() // 1_000_000,
+        "tickerSize": plain(market.tick_size),
+    }
 
 
 def trade_list(*, market_code: str, limit: int = 100) -> QuerySet[Trade]:
@@ -160,6 +153,143 @@ def trade_list(*, market_code: str, limit: int = 100) -> QuerySet[Trade]:
     return trades.order_by("-created_at", "-id")[: _capped(limit)]
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a list as the API pages it: ``items`` on page ``page`` (from 1) of ``per_page``
+    each, out of ``total`` in all."""
+
+    items: list[dict[str, Any]]
+    total: int
+    page: int
+    per_page: int
+
+
+def order_page(
+    *,
+    user: AbstractBaseUser,
+    statuses: Collection[str] | None = None,
+    currency: str | None = None,
+    coin: str | None = None,
+    order_type: str | None = None,
+    side: str | None = None,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    page: int = 1,
+    per_page: int = PAGE_SIZE_DEFAULT,
+) -> Page:
+    """The user's orders, newest first (``created_at``, then id), filtered, one page of them, shaped as
+    ``order_data``; ``start_ms``/``end_ms`` bound ``created_at`` (ms since the epoch, both inclusive).
+
+    Cost: two queries (a count and the page), both on idx_orders_user_currency_coin (user_id,
+    currency, coin): a range of it with the market, its user_id prefix without; the other filters
+    and the sort run on those rows. A page past the last is empty (no error).
+    """
+    orders = Order.objects.filter(user_id=user.pk)
+    if currency is not None:
+        orders = orders.filter(currency=currency)
+    if coin is not None:
+        orders = orders.filter(coin=coin)
+    if statuses is not None:
+        orders = orders.filter(status__in=list(statuses))
+    if order_type is not None:
+        orders = orders.filter(type=order_type)
+    if side is not None:
+        orders = orders.filter(trade_type=side)
+    if start_ms is not None:
+        orders = orders.filter(created_at__gte=_moment(start_ms))
+    if end_ms is not None:
+        orders = orders.filter(created_at__lt=_moment(end_ms + 1))
+    total = orders.count()
+    offset = (page - 1) * per_page
+    rows = list(orders.order_by("-created_at", "-id")[offset : offset + per_page]) if offset < total else []
+    return Page([order_data(order) for order in rows], total, page, per_page)
+
+
+def trade_page(
+    *,
+    user: AbstractBaseUser,
+    currency: str | None = None,
+    coin: str | None = None,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    page: int = 1,
+    per_page: int = PAGE_SIZE_DEFAULT,
+) -> Page:
+    """The user's trades from the user's side, newest first, one page: each has the user's order, side
+    (``trade_type``), fee (in the asset received: the coin for a buy, the currency for a sell) and
+    whether the user's order was the maker. A trade between two orders of the user is listed twice,
+    once per side.
+
+    Cost: two counts and one UNION ALL page query. Each half starts from the user's orders on
+    idx_orders_user_currency_coin and joins trades by uniq_trades_buy_sell (buy side) or the
+    sell_order_id index (sell side).
+    """
+    halves = []
+    for side, order_field, fee_field in ((Side.BUY, "buy_order", "buyer_fee"), (Side.SELL, "sell_order", "seller_fee")):
+        trades = Trade.objects.filter(**{f"{order_field}__user_id": user.pk})
+        if currency is not None:
+            trades = trades.filter(**{f"{order_field}__currency": currency})
+        if coin is not None:
+            trades = trades.filter(**{f"{order_field}__coin": coin})
+        if start_ms is not None:
+            trades = trades.filter(created_at__gte=_moment(start_ms))
+        if end_ms is not None:
+            trades = trades.filter(created_at__lt=_moment(end_ms + 1))
+        halves.append(
+            trades.annotate(side=Value(side.value), own_order_id=F(f"{order_field}_id"), own_fee=F(fee_field)).values(
+                "id",
+                "coin",
+                "currency",
+                "buy_order_id",
+                "sell_order_id",
+                "taker_side",
+                "price",
+                "quantity",
+                "created_at",
+                "side",
+                "own_order_id",
+                "own_fee",
+            )
+        )
+    buys, sells = halves
+    total = buys.count() + sells.count()
+    offset = (page - 1) * per_page
+    rows = []
+    if offset < total:
+        rows = list(buys.union(sells, all=True).order_by("-created_at", "-id", "side")[offset : offset + per_page])
+    return Page([_own_trade(row) for row in rows], total, page, per_page)
+
+
+def trade_recent(*, market: Market, count: int = RECENT_TRADES_DEFAULT) -> list[dict[str, Any]]:
+    """The market's latest ``count`` trades, newest first (``trade_list``), as the public sees them:
+    id, currency, coin, price, quantity, amount (price x quantity), taker_side, created_at (ms)."""
+    return [
+        {
+            "id": trade.id,
+            "currency": trade.currency,
+            "coin": trade.coin,
+            "price": plain(trade.price),
+            "quantity": plain(trade.quantity),
+            "amount": plain(trade.price * trade.quantity),
+            "taker_side": trade.taker_side,
+            "created_at": _datetime_ms(trade.created_at),
+        }
+        for trade in trade_list(market_code=market.code, limit=count)
+    ]
+
+
+def markets_exist(*, currency: str | None = None, coin: str | None = None) -> bool:
+    """Whether some market (enabled or not) trades ``coin`` against ``currency`` (either may be left
+    out). One query on uniq_markets_coin_currency (or a scan of the few markets for a currency alone).
+    The caller checks the codes' shape first (lowercase ASCII): the collation would match ``USDT``."""
+    markets = Market.objects.all()
+    if currency is not None:
+        markets = markets.filter(currency=currency)
+    if coin is not None:
+        markets = markets.filter(coin=coin)
+    return bool(markets.exists())
+
+
 # -- internals -------------------------------------------------------------------------------------
 
 
@@ -167,8 +297,36 @@ def _capped(limit: int) -> int:
     return max(1, min(limit, LIST_LIMIT_MAX))
 
 
-def _levels(levels: list[list[str]] | None) -> list[list[str]]:
-    return [[plain(Decimal(price)), plain(Decimal(quantity))] for price, quantity in levels or []]
+def _own_trade(row: dict[str, Any]) -> dict[str, Any]:
+    side = row["side"]
+    return {
+        "id": row["id"],
+        "order_id": row["own_order_id"],
+        "buy_order_id": row["buy_order_id"],
+        "sell_order_id": row["sell_order_id"],
+        "trade_type": side,
+        "currency": row["currency"],
+        "coin": row["coin"],
+        "price": plain(row["price"]),
+        "quantity": plain(row["quantity"]),
+        "amount": plain(row["price"] * row["quantity"]),
+        "fee": plain(row["own_fee"]),
+        "fee_asset": row["coin"] if side == Side.BUY else row["currency"],
+        "is_maker": side != row["taker_side"],
+        "created_at": _datetime_ms(row["created_at"]),
+    }
+
+
+def _moment(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms // 1000, tz=UTC) + timedelta(milliseconds=ms % 1000)
+
+
+def _datetime_ms(moment: datetime) -> int:
+    return int(moment.timestamp()) * 1000 + moment.microsecond // 1000
+
+
+def _levels(levels: list[list[str]] | None) -> list[dict[str, str]]:
+    return [{"price": plain(Decimal(price)), "quantity": plain(Decimal(quantity))} for price, quantity in levels or []]
 
 
 def _by_client_order_id(user: AbstractBaseUser, client_order_id: str) -> dict[str, Any]:
@@ -201,28 +359,38 @@ def _refill(client: redis.Redis, order: Order) -> None:
 
 
 def _public(cached: dict[str, str]) -> dict[str, Any]:
-    """The API's view of a cache hash (``orders.cache.FIELDS``)."""
-    data: dict[str, Any] = {
+    """The API's view of a cache hash (``orders.cache.FIELDS``): the old system's order fields
+    (docs/API.md, "Orders"). ``ioc`` is 1 for an order that never rests (``ioc`` or ``fok``);
+    ``executed_price`` is the average price of its trades (null before the first)."""
+    coin, _, currency = cached["market"].partition("_")
+    return {
         "id": int(cached["id"]),
-        "market": cached["market"],
+        "user_id": int(cached["user"]),
         "trade_type": cached["trade_type"],
+        "currency": currency,
+        "coin": coin,
         "type": cached["type"],
+        "ioc": 0 if cached["time_in_force"] == TimeInForce.GTC else 1,
         "time_in_force": cached["time_in_force"],
+        "quantity": plain(Decimal(cached["quantity"])),
+        "price": _optional_amount(cached["price"]),
+        "executed_quantity": plain(Decimal(cached["executed_quantity"])),
+        "executed_price": _optional_amount(cached["average_price"]),
+        "base_price": _optional_amount(cached.get("base_price", "")),
+        "stop_condition": cached.get("stop_condition") or None,
+        "fee": plain(Decimal(cached["fee"])),
         "status": cached["status"],
         "reject_reason": cached["reject_reason"],
-        "created_at": _timestamp(cached["created_at"]),
-        "updated_at": _timestamp(cached["updated_at"]),
+        "client_order_id": cached.get("client_order_id") or None,
+        "created_at": _epoch_ms(cached["created_at"]),
+        "updated_at": _epoch_ms(cached["updated_at"]),
     }
-    for field in AMOUNT_FIELDS:
-        data[field] = plain(Decimal(cached[field]))
-    for field in OPTIONAL_AMOUNT_FIELDS:
-        data[field] = plain(Decimal(cached[field])) if cached[field] else None
-    return data
 
 
-def _timestamp(epoch: str) -> str:
-    """``1769162400.123456`` (the cache's form) -> ``2026-01-23T10:00:00.123456Z``; exact, no float."""
-    seconds = Decimal(epoch)
-    whole = int(seconds)
-    moment = datetime.fromtimestamp(whole, tz=UTC) + timedelta(microseconds=int((seconds - whole) * 1_000_000))
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+def _optional_amount(text: str) -> str | None:
+    return plain(Decimal(text)) if text else None
+
+
+def _epoch_ms(epoch: str) -> int:
+    """``1769162400.123456`` (the cache's form) -> ``1769162400123``: milliseconds, exact (no float)."""
+    return int(Decimal(epoch) * 1000)

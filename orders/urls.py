@@ -1,4 +1,5 @@
-"""Routes of the orders API, mounted under ``/api/v1/`` (no trailing slashes)."""
+"""Routes of the orders API, mounted under ``/api/v1/`` (no trailing slashes): the old system's names
+(docs/API.md). The fixed routes come before ``orders/<currency>/<status>``, which would match them."""
 
 from __future__ import annotations
 
@@ -6,25 +7,41 @@ from django.urls import path
 
 from orders.api import (
     BalanceListApi,
-    MarketBookApi,
     MarketListApi,
-    MarketTradeListApi,
     OrderBatchApi,
+    OrderBookApi,
+    OrderCancelAllApi,
+    OrderCancelApi,
+    OrderCancelByTypeApi,
+    OrderClientCancelApi,
+    OrderClientDetailApi,
     OrderDetailApi,
-    OrderListCreateApi,
+    OrderHistoryApi,
+    OrderPendingApi,
+    OrderPlaceApi,
+    RecentTransactionListApi,
+    TransactionListApi,
 )
 from orders.api_keys_api import KeyDetailApi, KeyListCreateApi, SessionApi
 
 app_name = "orders"
 
 urlpatterns = [
-    path("orders", OrderListCreateApi.as_view(), name="orders"),
+    path("orders", OrderPlaceApi.as_view(), name="orders"),
     path("orders/batch", OrderBatchApi.as_view(), name="orders-batch"),
-    path("orders/<int:order_id>", OrderDetailApi.as_view(), name="order-detail"),
+    path("orders/pending", OrderPendingApi.as_view(), name="orders-pending"),
+    path("orders/cancel", OrderClientCancelApi.as_view(), name="orders-cancel-by-client-order-id"),
+    path("orders/cancel-all", OrderCancelAllApi.as_view(), name="orders-cancel-all"),
+    path("orders/cancel-by-type", OrderCancelByTypeApi.as_view(), name="orders-cancel-by-type"),
+    path("orders/detail", OrderClientDetailApi.as_view(), name="order-detail-by-client-order-id"),
+    path("orders/detail/<int:order_id>", OrderDetailApi.as_view(), name="order-detail"),
+    path("orders/<int:order_id>/cancel", OrderCancelApi.as_view(), name="order-cancel"),
+    path("orders/transactions", TransactionListApi.as_view(), name="transactions"),
+    path("orders/transactions/recent", RecentTransactionListApi.as_view(), name="transactions-recent"),
+    path("orders/order-book", OrderBookApi.as_view(), name="order-book"),
+    path("orders/<str:currency>/<str:status>", OrderHistoryApi.as_view(), name="orders-history"),
     path("balances", BalanceListApi.as_view(), name="balances"),
     path("markets", MarketListApi.as_view(), name="markets"),
-    path("markets/<str:code>/book", MarketBookApi.as_view(), name="market-book"),
-    path("markets/<str:code>/trades", MarketTradeListApi.as_view(), name="market-trades"),
     # The session and API keys: a person's login, and the keys bots sign with (orders.api_keys_api).
     path("session", SessionApi.as_view(), name="session"),
     path("keys", KeyListCreateApi.as_view(), name="keys"),
