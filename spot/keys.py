@@ -15,6 +15,7 @@ truth, so losing any of these loses no accepted order (``new`` orders are pushed
 | ``matcher:heartbeat:<market>``   | string | ``HEARTBEAT_TTL_S``          | the lease owner's drain | watchdog, readiness       |
 | ``matcher:stats:<market>``       | hash   | none                         | matcher                 | loadtest, operators       |
 | ``matcher:latency:<market>``     | list   | none (loadtest only)         | matcher, when recording | loadtest                  |
+| ``matcher:commits:<market>``     | list   | none (httpbench only)        | matcher, when recording | httpbench                 |
 | ``dlq:requeued:<dead letter id>`` | string | ``DEAD_LETTER_REQUEUED_TTL_S`` | a dead letter's requeue | the requeue (at most once) |
 | ``dlq:counts``                   | hash   | none (a counter)             | the dead letter record task | the web's ``/metrics`` |
 | ``dlq:counted:<dead letter id>`` | string | ``DEAD_LETTER_COUNTED_TTL_S`` | the dead letter record task | the same task (count once) |
@@ -85,6 +86,12 @@ def matcher_stats(market: str) -> str:
 def matcher_latency(market: str) -> str:
     """``"<entered ms>:<latency ms>"`` per command, when ``MATCHING_RECORD_LATENCY`` is on."""
     return f"matcher:latency:{market}"
+
+
+def matcher_commits(market: str) -> str:
+    """``"<order id>:<commit time, us since the epoch>"`` per order a batch changed, after the batch's
+    commit, when ``MATCHING_RECORD_LATENCY`` is on; an order's first record is its placement's commit."""
+    return f"matcher:commits:{market}"
 
 
 def naive_stats(market: str) -> str:

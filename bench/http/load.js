@@ -5,7 +5,7 @@
 //   node bench/http/load.js CONFIG.json > RESULT.json
 //
 // CONFIG: {url, path, connections, duration (s), rate (requests/s over all connections; 0 = as fast
-// as the server answers), keys: [{key, secret}], market: {code, tick, lot, mid, decimals}, batch
+// as the server answers), keys: [{key, secret}], market: {currency, coin, tick, lot, mid, decimals}, batch
 // (0: one order per POST to `path`; N: N orders per POST), seed}.
 // With a rate, autocannon corrects latencies for coordinated omission: a request that had to wait
 // for its connection counts from when it should have been sent (an open-loop offered rate).
@@ -16,7 +16,7 @@ const fs = require("node:fs");
 const autocannon = require("autocannon");
 
 const config = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
-const { code, tick, lot, mid, decimals } = config.market;
+const { currency, coin, tick, lot, mid, decimals } = config.market;
 
 // A small deterministic generator (mulberry32): the same seed gives the same orders.
 let state = config.seed >>> 0;
@@ -43,10 +43,10 @@ function order() {
 }
 
 function body() {
-  if (!config.batch) return JSON.stringify({ market: code, ...order() });
+  if (!config.batch) return JSON.stringify({ currency, coin, ...order() });
   const orders = [];
   for (let i = 0; i < config.batch; i++) orders.push(order());
-  return JSON.stringify({ market: code, orders });
+  return JSON.stringify({ currency, coin, orders });
 }
 
 let next = 0;

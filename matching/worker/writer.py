@@ -128,6 +128,11 @@ class BatchWriter:
         if settings.MATCHING_RECORD_LATENCY and to_ack:
             ms = int(now * 1000)
             pipe.rpush(keys.matcher_latency(market), *(f"{t}:{ms - t}" for t in (entry_key(i)[0] for i in to_ack)))
+        if settings.MATCHING_RECORD_LATENCY and batch.effects.orders:
+            # The batch is committed (``now`` is read after the commit): the HTTP benchmark joins these
+            # to the order ids its requests were answered with, for the end-to-end latency.
+            us = int(now * 1_000_000)
+            pipe.rpush(keys.matcher_commits(market), *(f"{order_id}:{us}" for order_id in batch.effects.orders))
         if to_ack and self.batches % TRIM_EVERY_BATCHES == 0:
             self.queue.trim(to_ack[-1], pipe)
         pipe.execute()

@@ -2,9 +2,15 @@
 Procfile runs it, a real matcher behind it (``bench.httpbench``). Prints a table, writes JSON.
 
     python manage.py httpbench --rates 500,0 --duration 20 --profile --json var/httpbench.json
+    python manage.py httpbench --open-loop --rates 500 --json docs/bench/http-e2e.json --plot docs/bench/http-e2e.png
 
 ``--rates`` lists offered rates in requests/s (0: as fast as the web answers). Needs Node.js and npm
 (the load tool is autocannon, installed into bench/http/node_modules on first use).
+
+``--open-loop``: requests sent on a fixed schedule whatever the answers (``bench/http/openloop.js``,
+Node's keep-alive HTTP agent), and per order the HTTP latency (due -> answer) and the end-to-end
+latency (due -> the commit of the matcher's batch that placed it, which the matcher records with
+``MATCHING_RECORD_LATENCY``); rates must be > 0. With ``--batch N`` both modes post batches of N.
 """
 
 from __future__ import annotations
@@ -50,6 +56,12 @@ class Command(BaseCommand):
         parser.add_argument("--profile", action="store_true", help="also a max-rate run sampled by py-spy")
         parser.add_argument("--keep", action="store_true", help="keep the scratch market and its traders")
         parser.add_argument("--json", type=Path, default=None, help="write the results here")
+        parser.add_argument(
+            "--open-loop",
+            action="store_true",
+            help="send on schedule whatever the answers; report HTTP and end-to-end (commit) latency per order",
+        )
+        parser.add_argument("--plot", type=Path, default=None, help="open loop: latency plot (.png or .svg)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["duration"] <= 0 or options["connections"] < 1 or options["traders"] < 1:
@@ -57,6 +69,9 @@ class Command(BaseCommand):
         if not 0 <= options["batch"] <= 50:
             raise CommandError("--batch must be between 0 and 50 (the API's batch limit)", returncode=2)
         _require_migrated()
+        if options["open_loop"]:
+            self._open_loop(options)
+            return
         results = httpbench.run(
             options["market"],
             rates=options["rates"],
@@ -75,6 +90,51 @@ class Command(BaseCommand):
             options["json"].write_text(json.dumps(results, indent=2) + "\n")
         if any(run["problems"] for run in results["runs"]):
             raise CommandError("the end state has problems (see above)", returncode=1)
+
+    def _open_loop(self, options: dict[str, Any]) -> None:
+        if any(rate <= 0 for rate in options["rates"]):
+            raise CommandError("--open-loop needs rates > 0 (requests are sent on a schedule)", returncode=2)
+        results = httpbench.run_open_loop(
+            options["market"],
+            rates=options["rates"],
+            duration=options["duration"],
+            connections=options["connections"],
+            traders=options["traders"],
+            web_workers=options["web_workers"],
+            batch=options["batch"],
+            keep=options["keep"],
+        )
+        results["environment"] = environment(0)
+        samples = results.pop("samples")
+        self.stdout.write(open_loop_table(results))
+        if options["plot"]:
+            options["plot"].parent.mkdir(parents=True, exist_ok=True)
+            what = f"batches of {options['batch']}" if options["batch"] else "single orders"
+            title = f"Signed POSTs, open loop, {what}: latency per order ({results['environment']['commit']})"
+            httpbench.plot_open_loop({**results, "samples": samples}, options["plot"], title)
+        if options["json"]:
+            options["json"].parent.mkdir(parents=True, exist_ok=True)
+            options["json"].write_text(json.dumps(results, indent=2) + "\n")
+        if any(run["problems"] for run in results["runs"]):
+            raise CommandError("the end state has problems (see above)", returncode=1)
+
+
+def open_loop_table(results: dict[str, Any]) -> str:
+    lines = [
+        f"{'offered/s':>10} {'batch':>5} {'accepted orders/s':>18} {'HTTP p50':>9} {'p99':>7} {'max':>7}"
+        f" {'e2e p50':>8} {'p99':>7} {'max':>7}  statuses (ms)",
+    ]
+    for run in results["runs"]:
+        http, e2e = run["http_ms"], run["e2e_ms"]
+        statuses = ", ".join(f"{code}: {count}" for code, count in sorted(run["status_counts"].items()))
+        lines.append(
+            f"{run['offered_rate']:>10.0f} {run['batch']:>5} {run['accepted_per_s']:>18.0f} {http['p50']:>9.1f}"
+            f" {http['p99']:>7.1f} {http['max']:>7.1f} {e2e['p50']:>8.1f} {e2e['p99']:>7.1f} {e2e['max']:>7.1f}"
+            f"  {statuses}"
+        )
+        for problem in run.get("problems", []):
+            lines.append(f"    PROBLEM: {problem}")
+    return "\n".join(lines) + "\n"
 
 
 def table(results: dict[str, Any]) -> str:
