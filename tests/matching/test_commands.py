@@ -23,7 +23,7 @@ from matching.commands import (
     encode,
     from_dict,
 )
-from matching.core import OrderType, Side, TimeInForce
+from matching.core import OrderType, Side, StopCondition, TimeInForce
 
 AMOUNTS = st.decimals(min_value=Decimal("-1E+12"), max_value=Decimal("1E+12"), allow_nan=False, allow_infinity=False)
 IDS = st.integers(min_value=1, max_value=2**63 - 1)
@@ -42,6 +42,8 @@ PLACES = st.builds(
     held=st.none() | AMOUNTS,
     market=TEXT,
     cid=TEXT,
+    base_price=st.none() | AMOUNTS,
+    stop_condition=st.none() | st.sampled_from(StopCondition),
 )
 CANCELS = st.builds(CancelCommand, id=IDS, user=st.none() | st.integers(0, 2**63 - 1), market=TEXT, cid=TEXT)
 
@@ -63,6 +65,31 @@ def test_it_decodes_the_documented_examples() -> None:
         18, 4, Side.SELL, OrderType.MARKET, Decimal("0.2")
     )
     assert decode('{"op":"cancel","id":17}') == CancelCommand(17)
+    assert decode(
+        '{"op":"place","id":18,"user":3,"side":"sell","type":"stop_market","quantity":"0.5",'
+        '"base_price":"99","stop_condition":"le"}'
+    ) == PlaceCommand(
+        18, 3, Side.SELL, OrderType.STOP_MARKET, Decimal("0.5"), base_price=Decimal(99), stop_condition=StopCondition.LE
+    )
+
+
+def test_a_stop_order_encodes_its_base_price_and_condition_last() -> None:
+    command = PlaceCommand(
+        5,
+        2,
+        Side.BUY,
+        OrderType.STOP_LIMIT,
+        Decimal(1),
+        Decimal("101"),
+        base_price=Decimal("100.5"),
+        stop_condition=StopCondition.GE,
+    )
+
+    assert encode(command) == (
+        '{"op":"place","id":5,"user":2,"side":"buy","type":"stop_limit","quantity":"1","tif":"gtc","price":"101",'
+        '"base_price":"100.5","stop_condition":"ge"}'
+    )
+    assert decode(encode(command)) == command
 
 
 def test_it_encodes_compactly_with_amounts_as_strings() -> None:
@@ -100,6 +127,19 @@ def test_a_place_without_a_user_or_tif_takes_the_defaults() -> None:
             {"op": "place", "id": 1, "side": "buy", "type": "market", "quantity": "1", "market": 3},
             '"market" must be a string',
         ),
+        (
+            {"op": "place", "id": 1, "side": "buy", "type": "stop_market", "quantity": "1", "base_price": 100},
+            '"base_price" must be a decimal string',
+        ),
+        (
+            {"op": "place", "id": 1, "side": "buy", "type": "stop_market", "quantity": "1", "stop_condition": "gt"},
+            '"stop_condition" must be one of ge | le',
+        ),
+        (
+            {"op": "place", "id": 1, "side": "buy", "type": "stop_market", "quantity": "1", "stop_condition": None},
+            '"stop_condition" must be one of ge | le',
+        ),
+        ({"op": "cancel", "id": 1, "base_price": "1"}, "unknown field(s): base_price"),
     ],
 )
 def test_a_malformed_command_names_its_problem(data: object, message: str) -> None:
@@ -243,7 +283,7 @@ JSON_VALUES = st.recursive(
     | st.floats()
     | st.text(max_size=6)
     | st.sampled_from(
-        ["buy", "sell", "limit", "market", "gtc", "ioc", "fok", "place", "cancel", "1", "0.5", "NaN", "-0"]
+        "buy sell limit market stop_limit stop_market ge le gtc ioc fok place cancel 1 0.5 NaN -0".split()
     ),
     lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=3), inner, max_size=2),
     max_leaves=4,
@@ -252,7 +292,7 @@ GOOD_VALUES = {
     "id": st.integers(min_value=-2, max_value=2**64 + 2),
     "user": st.integers(min_value=-2, max_value=2**64 + 2),
     "side": st.sampled_from(["buy", "sell"]),
-    "type": st.sampled_from(["limit", "market"]),
+    "type": st.sampled_from(["limit", "market", "stop_limit", "stop_market"]),
     "tif": st.sampled_from(["gtc", "ioc", "fok"]),
     "price": st.sampled_from(["1", "0.01", "1E+2", "-3", "0"]),
     "quantity": st.sampled_from(["1", "0.0004", "2.50"]),
@@ -260,6 +300,8 @@ GOOD_VALUES = {
     "held": st.sampled_from(["5", "0"]),
     "market": st.sampled_from(["btc_usdt", "\u00e9"]),
     "cid": st.sampled_from(["c-1", ""]),
+    "base_price": st.sampled_from(["99.5", "0", "-1"]),
+    "stop_condition": st.sampled_from(["ge", "le"]),
 }
 
 
