@@ -84,16 +84,24 @@ def run(stdin: Iterable[str | bytes], stdout: TextIO | BinaryIO, stderr: TextIO)
                 seen.add(command.id)
                 outcome = place(command)
                 if isinstance(outcome, PlaceResult):
-                    for taker, maker, _, _, _, price, quantity, _ in outcome.trades:
+                    # The command's own order, then each stop order it triggered, in the order they
+                    # entered the book (issue 10); a stop that entered says so with a trigger event.
+                    for entered in (outcome, *outcome.triggered) if outcome.triggered else (outcome,):
+                        if entered.trigger_price is not None:
+                            emit(
+                                f'{{"event":"trigger","id":{entered.order_id},'
+                                f'"price":"{amount(entered.trigger_price)}"}}\n'
+                            )
+                        for taker, maker, _, _, _, price, quantity, _ in entered.trades:
+                            emit(
+                                f'{{"event":"trade","taker":{taker},"maker":{maker},'
+                                f'"price":"{amounts.get(price) or amount(price)}",'
+                                f'"quantity":"{amounts.get(quantity) or amount(quantity)}"}}\n'
+                            )
                         emit(
-                            f'{{"event":"trade","taker":{taker},"maker":{maker},'
-                            f'"price":"{amounts.get(price) or amount(price)}",'
-                            f'"quantity":"{amounts.get(quantity) or amount(quantity)}"}}\n'
+                            f'{{"event":"order","id":{entered.order_id},"status":"{STATUS[entered.status]}",'
+                            f'"executed_quantity":"{amounts.get(entered.filled) or amount(entered.filled)}"}}\n'
                         )
-                    emit(
-                        f'{{"event":"order","id":{outcome.order_id},"status":"{STATUS[outcome.status]}",'
-                        f'"executed_quantity":"{amounts.get(outcome.filled) or amount(outcome.filled)}"}}\n'
-                    )
                 else:
                     emit(f'{{"event":"reject","id":{outcome.order_id},"reason":{reason_text(outcome.reason)}}}\n')
             else:

@@ -421,3 +421,107 @@ def test_the_same_input_gives_the_same_output() -> None:
     assert first.returncode == 0
     assert first.stdout == second.stdout
     assert first.stdout.count(b'"event":"trade"') > 100  # the stream does trade
+
+
+# -- stop orders (issue 10) ------------------------------------------------------------------------
+
+
+def documented_stop_examples() -> list[tuple[str, list[str]]]:
+    """The (input, output) pairs of docs/replay.md's "Stop orders" section: its indented blocks, in
+    turn commands then events."""
+    text = (REPO / "docs" / "replay.md").read_text()
+    section = text.split("\n## Stop orders\n", 1)[1].split("\n## ", 1)[0]
+    blocks: list[list[str]] = []
+    previous_indented = False
+    for line in section.splitlines():
+        indented = line.startswith("    ")
+        if indented:
+            if not previous_indented:
+                blocks.append([])
+            blocks[-1].append(line[4:])
+        previous_indented = indented
+    assert len(blocks) == 4, blocks
+    return [(lines(*blocks[i]), blocks[i + 1]) for i in (0, 2)]
+
+
+@pytest.mark.parametrize("example", [0, 1], ids=["wait, trigger, cancel, at once", "cascade"])
+def test_it_gives_the_documented_stop_order_events_byte_for_byte(example: int) -> None:
+    commands, expected = documented_stop_examples()[example]
+
+    done = replay(commands)
+
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert done.stdout.decode().splitlines() == expected
+
+
+def stop(order_id: int, side: str, quantity: str, base: str, condition: str, price: str | None = None) -> str:
+    command: dict[str, Any] = {"op": "place", "id": order_id, "user": 2, "side": side, "quantity": quantity}
+    command["type"] = "stop_limit" if price is not None else "stop_market"
+    if price is not None:
+        command["price"] = price
+    command.update(base_price=base, stop_condition=condition)
+    return json.dumps(command)
+
+
+def test_stops_triggered_by_one_trade_enter_in_placement_order() -> None:
+    got = events(
+        lines(
+            place(1, "sell", "5", "10"),
+            stop(2, "buy", "1", "10", "ge", price="9"),
+            stop(3, "sell", "1", "10.5", "le", price="12"),
+            stop(4, "buy", "1", "9.5", "ge", price="9"),
+            place(5, "buy", "1", "10"),
+        )
+    )
+
+    # 2, 3 and 4 all trigger on the trade at 10 (ge 10, le 10.5, ge 9.5) and enter in placement order
+    assert got[-8:] == [
+        {"event": "order", "id": 5, "status": "executed", "executed_quantity": "1"},
+        {"event": "trigger", "id": 2, "price": "10"},
+        {"event": "order", "id": 2, "status": "pending", "executed_quantity": "0"},
+        {"event": "trigger", "id": 3, "price": "10"},
+        {"event": "order", "id": 3, "status": "pending", "executed_quantity": "0"},
+        {"event": "trigger", "id": 4, "price": "10"},
+        {"event": "order", "id": 4, "status": "pending", "executed_quantity": "0"},
+        {"event": "book", "bids": [["9", "2"]], "asks": [["10", "4"], ["12", "1"]]},
+    ]
+
+
+def test_a_canceled_stop_never_triggers_and_a_second_cancel_is_unknown() -> None:
+    got = events(
+        lines(
+            stop(1, "sell", "1", "10", "le"),
+            cancel(1),
+            cancel(1),
+            place(2, "sell", "1", "10"),
+            place(3, "buy", "1", "10"),
+        )
+    )
+
+    assert got[:3] == [
+        {"event": "order", "id": 1, "status": "stopping", "executed_quantity": "0"},
+        {"event": "order", "id": 1, "status": "canceled", "executed_quantity": "0"},
+        {"event": "reject", "id": 1, "reason": "unknown order"},
+    ]
+    assert not [e for e in got if e["event"] == "trigger"]
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        (json.dumps({"op": "place", "id": 1, "side": "buy", "type": "stop_market", "quantity": "1",
+                     "base_price": "1"}), "stop condition"),
+        (place(1, "buy", "1", "9", base_price="10"), "stop orders only"),
+        (place(1, "buy", "1", "9", stop_condition="le"), "stop orders only"),
+        (stop(1, "buy", "1", "0", "ge"), "base price"),
+        (stop(1, "buy", "1", "10.000000000001", "ge"), "base price"),
+        (json.dumps({"op": "place", "id": 1, "side": "buy", "type": "stop_limit", "quantity": "1", "base_price": "1",
+                     "stop_condition": "ge"}), "needs a price"),
+    ],
+    ids=["no condition", "limit with base price", "limit with condition", "zero base", "base off the grid",
+         "stop limit without price"],
+)  # fmt: skip
+def test_a_stop_order_that_breaks_a_rule_is_rejected(command: str, reason: str) -> None:
+    got = events(lines(command))
+
+    assert got[0]["event"] == "reject" and reason in got[0]["reason"], got[0]
