@@ -119,9 +119,15 @@ class MutableWriter:
 
 
 def cached_order(client: redis.Redis, order_id: int) -> dict[str, str] | None:
-    """The cached fields of an order, or None when absent or incomplete (written before the hash had
-    the stop and client id fields counts as incomplete: the refill adds them)."""
+    """The cached fields of an order, or None when absent, incomplete (written before the hash had the
+    stop and client id fields counts as incomplete: the refill adds them) or a waiting stop's.
+
+    A hash saying ``stopping`` is never trusted: another order's command triggers the stop, and when a
+    batch's cache write is lost after its commit, the recovery refreshes the orders of the commands
+    and their counterparties (``matching.worker.store.MatchStore.changed_orders``), not the stops
+    those commands triggered. So a waiting stop is read from the DB (issue 10).
+    """
     raw = client.hgetall(keys.order(order_id))
-    if not raw or b"user" not in raw or b"client_order_id" not in raw:
+    if not raw or b"user" not in raw or b"client_order_id" not in raw or raw.get(b"status") == b"stopping":
         return None
     return {k.decode(): v.decode() for k, v in raw.items()}

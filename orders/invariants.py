@@ -30,14 +30,14 @@ def asset_totals(assets: Iterable[str]) -> dict[str, Decimal]:
 def holds(market: Market) -> list[str]:
     """``held`` of every balance in the market's assets equals what the user's open orders still need.
 
-    A new order needs what it held; a resting buy needs price x unfilled quantity, a resting sell its
-    unfilled quantity. Assumes no other market shares these assets' holds (true in tests and the
+    A new order, and a stop order waiting for its trigger (``stopping``), needs what it held; a resting
+    buy needs price x unfilled quantity, a resting sell its unfilled quantity. Assumes no other market shares these assets' holds (true in tests and the
     loadtest, which use their own markets).
     """
     need: dict[tuple[int, str], Decimal] = defaultdict(Decimal)
     open_orders = Order.objects.filter(coin=market.coin, currency=market.currency, status__in=OPEN_STATUSES)
     for order in open_orders.only("user_id", "trade_type", "status", "held", "price", "quantity", "executed_quantity"):
-        if order.status == OrderStatus.NEW:
+        if order.status in (OrderStatus.NEW, OrderStatus.STOPPING):
             amount = order.held
         elif order.trade_type == "buy":
             amount = order.price * (order.quantity - order.executed_quantity)

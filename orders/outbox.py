@@ -18,15 +18,27 @@ from django.utils import timezone
 from matching.commands import PlaceCommand, encode
 from matching.queue import RedisStreamOrderQueue
 from orders.cache import cache_orders
-from orders.models import DeadLetter, DeadLetterStatus, Market, Order, OrderStatus, OrderType, Side, TimeInForce
+from orders.models import (
+    DeadLetter,
+    DeadLetterStatus,
+    Market,
+    Order,
+    OrderStatus,
+    OrderType,
+    Side,
+    StopCondition,
+    TimeInForce,
+)
 from spot.redis import redis_client
 
 logger = logging.getLogger(__name__)
 
 
 def order_command(order: Order, correlation_id: str) -> PlaceCommand:
-    """The stream command for an accepted order (the one place an order row becomes a command)."""
-    market_buy = order.type == OrderType.MARKET and order.trade_type == Side.BUY
+    """The stream command for an accepted order (the one place an order row becomes a command; the
+    rebuild's ``matching.worker.rebuild.stop_command`` makes the same one for a waiting stop). A
+    market buy's, or a stop market buy's, ``quote_budget`` is what it holds."""
+    market_buy = order.type in (OrderType.MARKET, OrderType.STOP_MARKET) and order.trade_type == Side.BUY
     return PlaceCommand(
         id=order.id,
         user=order.user_id,
@@ -39,6 +51,8 @@ def order_command(order: Order, correlation_id: str) -> PlaceCommand:
         held=order.held,
         market=order.market_code,
         cid=correlation_id or None,
+        base_price=order.base_price,
+        stop_condition=StopCondition(order.stop_condition) if order.stop_condition else None,
     )
 
 

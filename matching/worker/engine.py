@@ -6,6 +6,13 @@ the lease, bumps the market's epoch (fencing out a former owner), rebuilds the b
 it in memory, settles it (``matching.worker.settlement``) and hands it to the writer
 (``matching.worker.writer``). Entries at or below the checkpoint stored with the last committed batch
 are acknowledged without being applied again.
+
+Stop orders (issue 10): a stop that waits gets a ``stopping`` row with its placement seq and moves no
+funds; the engine keeps its place command (``stops``), so when the trades of a later command trigger
+it, it settles exactly as a placed order holding what intake held for it, its row taking the seq it
+triggered with. The stops one command triggers settle after that command, in the order they entered
+the book (``PlaceResult.triggered``). ``last_seq`` follows the book's counter, which triggered stops
+advance.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import redis
 from django.conf import settings
 
 from matching.commands import Command, MalformedCommand, PlaceCommand, decode
-from matching.core import CancelResult
+from matching.core import CancelResult, OrderStatus, PlaceResult
 from matching.lease import MarketLease
 from matching.matcher import MarketMatcher, Rejected
 from matching.queue import FIELD, Entry, RedisStreamOrderQueue, entry_key
@@ -79,6 +86,7 @@ class MatchingEngine:
         self.checkpoint = (0, 0)
         self.last_seq = 0
         self.states: dict[int, OrderState] = {}  # per resting order, what its row needs beyond the book's
+        self.stops: dict[int, PlaceCommand] = {}  # per waiting stop order, the command it came with
         self._isolate = 0  # after a batch failed for a non-transient reason: this many batches of one
         self._debug = False  # a DEBUG line per command (matched, canceled) with its correlation id
         self._book_published_at = 0.0
@@ -105,7 +113,7 @@ class MatchingEngine:
         self.epoch, last_entry, last_seq = self.store.claim_epoch(self.spec.id)
         self.checkpoint = entry_key(last_entry)
         started = time.perf_counter()
-        self.matcher, self.states = rebuild_book(self.store, self.spec)
+        self.matcher, self.states, self.stops = rebuild_book(self.store, self.spec)
         # Sequence numbers continue after the highest ever given, not only the highest resting.
         self.last_seq = max(last_seq, self.matcher.book.next_seq - 1)
         self.queue.nack(["*"])  # deliver again what a predecessor (or a failed batch) left pending
@@ -113,13 +121,19 @@ class MatchingEngine:
         resting = len(self.matcher.book)
         self.redis.hset(
             keys.matcher_stats(self.market),
-            mapping={"rebuild_seconds": f"{rebuild_s:.3f}", "resting": resting, "started_at": f"{time.time():.6f}"},
+            mapping={
+                "rebuild_seconds": f"{rebuild_s:.3f}",
+                "resting": resting,
+                "stopping": len(self.stops),
+                "started_at": f"{time.time():.6f}",
+            },
         )
         logger.info(
-            "matcher %s started: epoch %s, %s resting orders rebuilt in %.2f s, checkpoint %s",
+            "matcher %s started: epoch %s, %s resting orders and %s waiting stops rebuilt in %.2f s, checkpoint %s",
             self.market,
             self.epoch,
             resting,
+            len(self.stops),
             rebuild_s,
             last_entry,
         )
@@ -128,6 +142,7 @@ class MatchingEngine:
         self.writer.discard()
         self.matcher = None
         self.states = {}
+        self.stops = {}
         self.lease.release()
         self.store.close()
 
@@ -284,9 +299,9 @@ class MatchingEngine:
         assert matcher is not None
         market = self.market
         if isinstance(command, PlaceCommand):
-            if command.id in matcher.book:
+            if command.id in matcher.book:  # resting or a waiting stop
                 logger.warning(
-                    "matcher %s: order %s is already resting; duplicate entry ignored",
+                    "matcher %s: order %s is already in the book; duplicate entry ignored",
                     market,
                     command.id,
                     extra=_about(command),
@@ -301,28 +316,24 @@ class MatchingEngine:
                 effects.reject(command, self.last_seq, outcome.reason)
                 metrics.ORDERS.labels(market, "rejected").inc()
                 return
-            states = self.states
-            for order_id, state in effects.place(command, outcome, states):
-                if state is None:
-                    states.pop(order_id, None)
-                else:
-                    states[order_id] = state
-            if outcome.trades:
-                metrics.TRADES.labels(market).inc(len(outcome.trades))
-            metrics.ORDERS.labels(market, outcome.status.value).inc()
-            if self._debug:
-                logger.debug(
-                    "matcher %s: order %s matched: %s, %s trades",
-                    market,
-                    command.id,
-                    outcome.status.value,
-                    len(outcome.trades),
-                    extra=_about(command),
-                )
+            # The stops this command triggered took the seqs after its own from the book's counter.
+            self.last_seq = max(self.last_seq, matcher.book.next_seq - 1)
+            if outcome.status is OrderStatus.STOPPING:
+                self.stops[command.id] = command
+                effects.wait(command, outcome.seq)
+                metrics.ORDERS.labels(market, outcome.status.value).inc()
+            else:
+                self._settle(command, outcome, effects)
+            stops = self.stops
+            for result in outcome.triggered:
+                self._settle(stops.pop(result.order_id), result, effects)
             return
         result = matcher.cancel(command)
         if isinstance(result, CancelResult):
-            effects.cancel(result, self.states.pop(result.order_id))
+            if result.stop:
+                effects.cancel_stop(result, self.stops.pop(result.order_id))
+            else:
+                effects.cancel(result, self.states.pop(result.order_id))
             metrics.ORDERS.labels(market, "canceled").inc()
             if self._debug:
                 logger.debug("matcher %s: order %s canceled", market, command.id, extra=_about(command))
@@ -336,6 +347,30 @@ class MatchingEngine:
                     result.reason,
                     extra=_about(command),
                 )
+
+    def _settle(self, command: PlaceCommand, outcome: PlaceResult, effects: Settlement) -> None:
+        """Settle an order that entered the book (placed, or a stop that triggered) and keep the
+        states of the orders it touched."""
+        market = self.market
+        states = self.states
+        for order_id, state in effects.place(command, outcome, states):
+            if state is None:
+                states.pop(order_id, None)
+            else:
+                states[order_id] = state
+        if outcome.trades:
+            metrics.TRADES.labels(market).inc(len(outcome.trades))
+        metrics.ORDERS.labels(market, outcome.status.value).inc()
+        if self._debug:
+            logger.debug(
+                "matcher %s: order %s matched: %s, %s trades%s",
+                market,
+                command.id,
+                outcome.status.value,
+                len(outcome.trades),
+                "" if outcome.trigger_price is None else f" (stop triggered at {outcome.trigger_price} ticks)",
+                extra=_about(command),
+            )
 
     # -- reads ---------------------------------------------------------------------------------
 

@@ -11,7 +11,10 @@ Money is integer here: the core's ticks and lots, and *base units* of 1e-10 (the
 - fees are ``floor(amount x rate)`` in the asset each side receives, the taker at the taker rate and
   the maker at the maker rate, credited to the fee account;
 - whatever an order held beyond what its fills consumed is released when it finishes (and a resting
-  buy's price improvement at once).
+  buy's price improvement at once);
+- a stop order that waits (``stopping``) moves no funds: it keeps what intake held until it triggers,
+  and then settles exactly as a placed order with that holding; canceled while waiting, it releases
+  all of it.
 
 Effects are named records (``OrderRow``, ``TradeRow``, ``BalanceRow``) whose field order is the column
 order of the engine's statements (``matching.worker.store``), so they serialize as they are.
@@ -242,6 +245,11 @@ class Settlement:
             move(command.user, currency if taker_buys else coin, 0, -release)
         return changed
 
+    def wait(self, command: PlaceCommand, seq: int) -> None:
+        """A stop order now waits for its trigger: its row (``stopping``, its placement ``seq``); it keeps
+        what it holds, so no balance moves."""
+        self.orders[command.id] = OrderRow(command.id, OrderStatus.STOPPING, "0", "0", None, "0", seq, None)
+
     def reject(self, command: PlaceCommand, seq: int, reason: str) -> None:
         """The engine refused the order: nothing filled, everything it held released."""
         self.orders[command.id] = OrderRow(
@@ -252,8 +260,18 @@ class Settlement:
             asset = self.spec.currency if command.side is Side.BUY else self.spec.coin
             self._move(command.user, asset, 0, -held)
 
+    def cancel_stop(self, result: CancelResult, command: PlaceCommand) -> None:
+        """A waiting stop order canceled (``result.stop``): its row, and the release of all it held
+        (``command`` is its place command, which says what)."""
+        self._row(result.order_id, OrderStatus.CANCELED, OrderState())
+        held = self._held(command)
+        if held:
+            asset = self.spec.currency if command.side is Side.BUY else self.spec.coin
+            self._move(command.user, asset, 0, -held)
+
     def cancel(self, result: CancelResult, state: OrderState) -> None:
         """A resting order canceled: its row, and the release of what its remainder held."""
+        assert not result.stop, "a waiting stop is canceled by cancel_stop"
         spec = self.spec
         self._row(result.order_id, OrderStatus.CANCELED, state)
         if result.side is Side.BUY:

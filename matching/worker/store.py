@@ -150,6 +150,43 @@ ORDER BY seq
 """
 
 
+class WaitingStop(NamedTuple):
+    """A stop order waiting for its trigger (``stopping``), as its row holds it: amounts as ``Decimal``
+    (they become the engine's place command, then the core's units)."""
+
+    id: int
+    user_id: int
+    side: str
+    type: str
+    tif: str
+    quantity: Decimal
+    price: Decimal | None
+    base_price: Decimal
+    stop_condition: str
+    held: Decimal
+    seq: int
+
+
+# Placement order (seq): the order waiting stops trigger in. Few rows next to the resting orders, so
+# fetched at once; idx_orders_currency_coin_status finds them, a filesort orders them.
+_WAITING_STOPS = """
+SELECT id, user_id, trade_type, type, time_in_force, quantity, price, base_price, stop_condition, held, seq
+FROM orders
+WHERE currency = %(currency)s AND coin = %(coin)s AND status = 'stopping'
+ORDER BY seq
+"""
+
+# The market's latest trade: the last entry of idx_trades_market_created (coin, currency, created_at,
+# and the primary key InnoDB appends), so one index dive. A batch's trades share one NOW(6); their ids
+# follow the order they were made in.
+_LAST_TRADE_PRICE = """
+SELECT price FROM trades FORCE INDEX (idx_trades_market_created)
+WHERE coin = %s AND currency = %s
+ORDER BY created_at DESC, id DESC
+LIMIT 1
+"""
+
+
 class MatchStore:
     """A dedicated MySQLdb connection in explicit-transaction mode; ``statements`` counts every
     statement sent (COMMIT and ROLLBACK included), as the driver sends them."""
@@ -271,6 +308,30 @@ class MatchStore:
             if self._conn is not None:
                 cursor.close()
         self._commit()
+
+    def waiting_stops(self, coin: str, currency: str) -> list[WaitingStop]:
+        """The market's waiting stop orders in placement order (``seq``)."""
+        self._ensure()
+        try:
+            cursor = self._execute(_WAITING_STOPS, {"currency": currency, "coin": coin})
+            rows = [WaitingStop._make(row) for row in cursor.fetchall()]
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        return rows
+
+    def last_trade_price(self, coin: str, currency: str) -> Decimal | None:
+        """The price of the market's latest trade, None when it never traded (stops then wait)."""
+        self._ensure()
+        try:
+            cursor = self._execute(_LAST_TRADE_PRICE, [coin, currency])
+            row = cursor.fetchone()
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        return None if row is None else Decimal(row[0])
 
     # -- the batch -----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from matching.core import RESTING_STATUSES
 from matching.worker.batch import Batch
 from orders import invariants
 from orders.models import Balance, Order, OrderStatus, Trade
-from orders.services import OrderRequest, order_place_many
+from orders.services import OrderRequest, order_place, order_place_many
 from tests.conftest import drain_all
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -142,6 +142,27 @@ def test_holds_reports_a_held_amount_one_base_unit_off_what_the_open_orders_need
     (problem,) = invariants.holds(market)
     assert problem.startswith(f"user {user.id} holds {need + BASE_UNIT} usdt; open orders need ")
     assert Decimal(problem.rsplit(" ", 1)[1]) == need
+
+
+def test_holds_counts_what_a_waiting_stop_holds_and_reports_it_when_released_without_a_cancel(engine, market, traders):
+    user = traders[0]
+    stop = order_place(
+        user=user,
+        market=market,
+        side="buy",
+        order_type="stop_limit",
+        quantity="0.5",
+        price="101.00",
+        base_price="100.00",
+        stop_condition="ge",
+    )
+    drain_all(engine)
+    assert Order.objects.get(id=stop.id).status == "stopping"
+    assert invariants.holds(market) == []
+
+    Balance.objects.filter(user=user, asset="usdt").update(held=0)
+
+    assert invariants.holds(market) == [f"user {user.id} holds 0E-10 usdt; open orders need 50.5000000000"]
 
 
 def test_crossed_book_reports_a_resting_bid_moved_up_to_the_best_ask(settled, market):

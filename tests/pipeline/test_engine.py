@@ -233,7 +233,7 @@ def test_the_matchers_lines_about_an_entry_carry_that_entrys_correlation_id(
     assert lines == {
         cid[0]: f"matcher btc_usdt: order {ask.id} matched: pending, 0 trades",
         cid[1]: f"matcher btc_usdt: order {bid.id} matched: executed, 1 trades",
-        cid[2]: f"matcher btc_usdt: order {ask.id} is already resting; duplicate entry ignored",
+        cid[2]: f"matcher btc_usdt: order {ask.id} is already in the book; duplicate entry ignored",
         cid[3]: f"matcher btc_usdt: order {odd.id} rejected: price 90.005 is not a multiple of 0.0100000000",
         cid[4]: f"matcher btc_usdt: order {ask.id} canceled",
     }
