@@ -27,7 +27,7 @@ import string
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,7 @@ from django.utils import timezone
 from orders.errors import ApiKeyNotFound, InvalidApiKey, ServiceUnavailable
 from orders.models import ApiKey, ApiKeyScope
 from spot import keys
+from spot.ratelimit import GCRA_LUA_FUNCTION, Limit
 from spot.redis import redis_client
 
 logger = logging.getLogger(__name__)
@@ -199,36 +200,56 @@ def api_key_list(*, user: AbstractBaseUser | None = None, include_revoked: bool 
     return found
 
 
-def api_key_lookup(key_id: str, signature: str, window_ms: int) -> tuple[KeyRecord | None, bool]:
-    """The active key ``key_id`` (None if unknown, revoked or its user inactive), and whether
-    ``signature`` is new for it: recorded now, so the same signature within ``2 x window_ms`` is not.
+@dataclass(frozen=True, slots=True)
+class KeyLookup:
+    """The answer of ``api_key_lookup``: the active key (None if unknown, revoked or its user
+    inactive), whether the signature is new, and each checked limit's wait in ms (0: allowed; a limit
+    not checked is absent: Redis could not be asked, the key was not cached, or an earlier limit
+    refused the request)."""
 
-    Cost on a warm cache: one Redis round trip, no DB query. On a miss, one DB query and one more
-    round trip (fill and record). Without Redis, one DB query and this process's memory.
+    record: KeyRecord | None
+    fresh: bool
+    waits: dict[str, int]
+
+
+def api_key_lookup(key_id: str, signature: str, window_ms: int, limits: Sequence[Limit] = ()) -> KeyLookup:
+    """The active key ``key_id``, whether ``signature`` is new for it (recorded now, so the same
+    signature within ``2 x window_ms`` is not), and the request's ``limits`` checked (GCRA, as
+    ``spot.ratelimit`` does; the first that refuses stops the others from counting).
+
+    Cost on a warm cache: one Redis round trip for all of it, no DB query. On a miss, one DB query and
+    one more round trip (fill and record); a key's own limits are then left to the throttles. Without
+    Redis, one DB query and this process's memory, no limit checked (the throttles fail open).
     """
     seen_key = keys.api_key_seen(key_id, signature)
     ttl_ms = 2 * window_ms
+    args: list[Any] = [ttl_ms]
+    for limit in limits:
+        args += [limit.limit, limit.period_ms, int(limit.count), 0 if limit.active_key_only else 1]
     try:
         client = redis_client()
-        raw, fresh = _lookup_script(client)(keys=[keys.api_key(key_id), seen_key], args=[ttl_ms])
+        raw, fresh, waits = _lookup_script(client)(
+            keys=[keys.api_key(key_id), seen_key, *(limit.key for limit in limits)], args=args
+        )
+        checked = {limit.scope: int(wait) for limit, wait in zip(limits, waits, strict=True) if int(wait) >= 0}
         if raw is not None:
             if raw == _REVOKED:
-                return None, bool(fresh)
-            return KeyRecord.from_cache(key_id, raw), bool(fresh)
+                return KeyLookup(None, bool(fresh), checked)
+            return KeyLookup(KeyRecord.from_cache(key_id, raw), bool(fresh), checked)
         record = _from_db(key_id)
         pipe = client.pipeline(transaction=False)
         if record is None:
             pipe.set(keys.api_key(key_id), _REVOKED, ex=UNKNOWN_TTL_S, nx=True)
             pipe.execute()
-            return None, True
+            return KeyLookup(None, True, checked)
         pipe.set(keys.api_key(key_id), record.to_cache(), ex=CACHE_TTL_S, nx=True)
         pipe.set(seen_key, b"1", px=ttl_ms, nx=True)
         _, fresh = pipe.execute()
-        return record, bool(fresh)
+        return KeyLookup(record, bool(fresh), checked)
     except redis.RedisError:
         logger.warning("API key cache unavailable; key %s read from the DB", key_id, exc_info=True)
         record = _from_db(key_id, touch=False)
-        return record, _LOCAL_SEEN.add(seen_key, ttl_ms / 1000)
+        return KeyLookup(record, _LOCAL_SEEN.add(seen_key, ttl_ms / 1000), {})
 
 
 # -- validation --------------------------------------------------------------------------------------
@@ -317,16 +338,35 @@ def _from_db(key_id: str, *, touch: bool = True) -> KeyRecord | None:
     return KeyRecord.from_row(key)
 
 
-# One round trip: the cached lookup, and, for a cached active key only, the signature recorded with
-# SET NX (so ids that match no key leave nothing behind). Returns {entry or nil, 1 if the signature is new}.
-_LOOKUP_LUA = """
+# One round trip: the cached lookup; the request's rate limits (KEYS[3...], four ARGV each: limit,
+# period ms, count, and 1 if it applies whatever the key, 0 for an active cached key only), in order,
+# the first refusal leaving the rest unchecked; and, for a cached active key only, the signature
+# recorded with SET NX (so ids that match no key leave nothing behind). Returns {entry or nil, 1 if
+# the signature is new, {wait ms per limit, -1 when not checked}}.
+_LOOKUP_LUA = (
+    GCRA_LUA_FUNCTION
+    + """
 local entry = redis.call('GET', KEYS[1])
-if not entry or entry == '-' then
-    return {entry, 1}
+local active = entry and entry ~= '-'
+local waits = {}
+local refused = false
+for i = 3, #KEYS do
+    local a = 2 + (i - 3) * 4
+    if refused or not (ARGV[a + 3] == '1' or active) then
+        waits[#waits + 1] = -1
+    else
+        local wait = gcra(KEYS[i], tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2])
+        waits[#waits + 1] = wait
+        refused = wait > 0
+    end
+end
+if not active then
+    return {entry, 1, waits}
 end
 local fresh = redis.call('SET', KEYS[2], '1', 'PX', ARGV[1], 'NX')
-return {entry, fresh and 1 or 0}
+return {entry, fresh and 1 or 0, waits}
 """
+)
 
 
 @functools.cache

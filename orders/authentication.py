@@ -5,7 +5,8 @@ lowercase hex HMAC-SHA256, keyed with the key's secret, of
 ``f"{timestamp}\\n{METHOD}\\n{path}\\n{query}\\n".encode() + body`` (``spot.client.signing_message``).
 Refusals are 401 and say which check failed; an id that matches no active key is only ever "unknown
 or revoked". The checks cost no password hash and, on a warm cache, no DB query and one Redis round
-trip (``orders.apikeys.api_key_lookup``).
+trip (``orders.apikeys.api_key_lookup``), which also checks the request's rate limits (the address's
+authentication failures, the key's trading or read limit: ``spot.ratelimit.signed_request_limits``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import hmac
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cryptography.fernet import InvalidToken
@@ -31,6 +32,7 @@ from rest_framework.throttling import BaseThrottle
 
 from orders.models import ApiKeyScope
 from spot.client import signing_message
+from spot.ratelimit import signed_request_limits, signed_request_refusal
 
 if TYPE_CHECKING:
     from orders.apikeys import KeyRecord
@@ -51,6 +53,9 @@ class ApiKeyAuth:
     key_id: str
     user_id: int
     scopes: frozenset[str]
+    # Waits (ms) of the rate limits checked in the key lookup, by scope: the throttles use these
+    # instead of asking Redis again (spot.ratelimit.signed_request_limits).
+    limit_waits: dict[str, int] = field(default_factory=dict)
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -89,7 +94,12 @@ class ApiKeyAuthentication(BaseAuthentication):
         # (its settings name it), and orders.apikeys imports modules that import that.
         from orders.apikeys import api_key_lookup
 
-        record, fresh = api_key_lookup(key_id, signature, window)
+        # The address's authentication failures and the key's rate limit ride on the lookup's round trip.
+        lookup = api_key_lookup(key_id, signature, window, signed_request_limits(request._request, key_id))
+        refusal = signed_request_refusal(lookup.waits)
+        if refusal is not None:
+            raise refusal
+        record, fresh = lookup.record, lookup.fresh
         if record is None:
             raise AuthenticationFailed("unknown or revoked API key")
         try:
@@ -114,7 +124,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise AuthenticationFailed("this API key does not allow requests from this IP address")
         if not fresh:
             raise AuthenticationFailed("replayed request: this signature was already used")
-        return _user(record), ApiKeyAuth(record.key_id, record.user_id, record.scopes)
+        return _user(record), ApiKeyAuth(record.key_id, record.user_id, record.scopes, lookup.waits)
 
     def authenticate_header(self, request: Request) -> str:
         # DRF answers 401 (not 403) with this as WWW-Authenticate when credentials are missing.

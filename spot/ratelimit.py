@@ -15,6 +15,11 @@ fourth cannot be one: it must refuse a request before its credentials are checke
 answers, so it is a middleware (``AuthFailureLimitMiddleware``) that knows nothing of the
 authentication classes, only of the 401 status.
 
+A request signed with an API key (``spot.browser.signed_api_request``) pays one Redis round trip for
+all of it: the middleware leaves its check to the key lookup, whose script also checks and counts the
+key's own limit (``signed_request_limits``, ``orders.apikeys.api_key_lookup``); the throttle then uses
+that answer. Other requests (sessions, no credentials) check each limit with a round trip of its own.
+
 A rate ``N/period`` is a bucket of N requests refilled continuously at N per period (GCRA, the
 generic cell rate algorithm): ``50/s`` lets a client send 50 requests at once, then one every 20 ms;
 ``3000/m`` has the same sustained rate with a burst of 3000. The state of a client's limit is one
@@ -31,6 +36,7 @@ import functools
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -48,6 +54,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from spot import keys, metrics
+from spot.browser import signed_api_request
 from spot.envelope import error_response
 from spot.resilience import CircuitBreaker, CircuitOpen
 
@@ -77,31 +84,35 @@ class RateLimitExceeded(Throttled):
         self.wait = wait_s
 
 
-# GCRA over one key. KEYS[1]: the client's key; ARGV: the limit N, the period in ms, "1" to count the
-# request or "0" only to ask whether one more would be allowed. The key holds the theoretical arrival
-# time (TAT): when the client's allowance is full again. A request is allowed unless it would push the
-# TAT more than one period ahead of now; a refused request changes nothing. Returns 0 when allowed,
-# else the milliseconds until one more request would be.
-_GCRA = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + tonumber(clock[2]) / 1000
-local limit = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local interval = period / limit
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then
-  tat = now
+# GCRA over one key, as a Lua function other scripts include (``orders.apikeys`` checks a signed
+# request's limits in its key lookup's round trip). Arguments: the client's key, the limit N, the
+# period in ms, "1" to count the request or "0" only to ask whether one more would be allowed. The key
+# holds the theoretical arrival time (TAT): when the client's allowance is full again. A request is
+# allowed unless it would push the TAT more than one period ahead of now; a refused request changes
+# nothing. Returns 0 when allowed, else the milliseconds until one more request would be.
+GCRA_LUA_FUNCTION = """
+local function gcra(key, limit, period, count)
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) * 1000 + tonumber(clock[2]) / 1000
+  local interval = period / limit
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then
+    tat = now
+  end
+  local allowed_at = tat + interval - period
+  if now < allowed_at then
+    return math.ceil(allowed_at - now)
+  end
+  if count == '1' then
+    local new_tat = tat + interval
+    redis.call('SET', key, string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now))
+  end
+  return 0
 end
-local allowed_at = tat + interval - period
-if now < allowed_at then
-  return math.ceil(allowed_at - now)
-end
-if ARGV[3] == '1' then
-  local new_tat = tat + interval
-  redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now))
-end
-return 0
 """
+
+# KEYS[1]: the client's key; ARGV: the limit, the period in ms, "1" to count.
+_GCRA = GCRA_LUA_FUNCTION + "return gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3])\n"
 
 
 @functools.cache
@@ -184,6 +195,65 @@ def client_address(request: HttpRequest | Request) -> str:
     return str(BaseThrottle().get_ident(request))
 
 
+# -- a signed request's limits, checked in its key lookup ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A rate limit checked inside another script's round trip (``orders.apikeys.api_key_lookup``):
+    its scope, its Redis key, N requests a period of ``period_ms``, whether this request counts, and
+    whether it applies only to an active key (a key's own limit) or to every request (an address's)."""
+
+    scope: str
+    key: str
+    limit: int
+    period_ms: int
+    count: bool
+    active_key_only: bool
+
+
+def _limit(scope: Scope, who: str, *, count: bool, active_key_only: bool) -> Limit:
+    limit, period_s = rate_of(scope)
+    return Limit(scope.value, keys.rate_limit(scope.value, who), limit, period_s * 1000, count, active_key_only)
+
+
+def signed_request_limits(request: HttpRequest, key_id: str) -> list[Limit]:
+    """The limits a request signed with ``key_id`` is checked against in its key lookup, so that a
+    signed request costs one Redis round trip before its view: the address's authentication
+    failures, when ``AuthFailureLimitMiddleware`` left that check to the lookup (it does for a signed
+    request to a key-authenticated view, unless a public read), then the key's own trading or read
+    limit, counted. None when the limits are off.
+
+    The key's limit is counted before the signature is checked (the script cannot check an HMAC):
+    someone who knows a key id but not its secret can spend that key's allowance, but each such
+    request is a 401 that counts against the sender's address, which is blocked after
+    ``auth_failures`` of them; replaying a real request is refused the same way."""
+    if not settings.RATE_LIMITS_ENABLED:
+        return []
+    limits = []
+    if getattr(request, "auth_failure_check_deferred", False):
+        who = f"ip:{client_address(request)}"
+        limits.append(_limit(Scope.AUTH_FAILURES, who, count=False, active_key_only=False))
+    scope = Scope.READ if request.method in SAFE_METHODS else Scope.TRADE
+    limits.append(_limit(scope, f"key:{key_id}", count=True, active_key_only=True))
+    return limits
+
+
+def signed_request_refusal(waits: dict[str, int]) -> RateLimitExceeded | None:
+    """The 429 for an address over its authentication failures, from the lookup's waits (ms), or None.
+    A key's own limit is left to its throttle, which runs after authentication and the scope check."""
+    wait_ms = waits.get(Scope.AUTH_FAILURES.value, 0)
+    if wait_ms <= 0:
+        return None
+    wait_s = max(1, math.ceil(wait_ms / 1000))
+    metrics.RATE_LIMITED.labels(Scope.AUTH_FAILURES.value).inc()
+    return RateLimitExceeded(_auth_failure_message(wait_s), wait_s)
+
+
+def _auth_failure_message(wait_s: int) -> str:
+    return f"too many failed authentications from this address; retry after {wait_s} s"
+
+
 # -- DRF throttles ---------------------------------------------------------------------------------
 
 
@@ -205,7 +275,12 @@ class _RedisThrottle(BaseThrottle):
         client = self.who(request)
         if client is None:
             return True
-        wait_s = rate_check(self.scope, client[0])
+        # A signed request's key limit was checked (and counted) in its key lookup's round trip.
+        checked = getattr(request.auth, "limit_waits", {}).get(self.scope.value)
+        if checked is not None:
+            wait_s = 0 if checked <= 0 else max(1, math.ceil(checked / 1000))
+        else:
+            wait_s = rate_check(self.scope, client[0])
         if not wait_s:
             return True
         metrics.RATE_LIMITED.labels(self.scope.value).inc()
@@ -279,11 +354,15 @@ class AuthFailureLimitMiddleware:
     ) -> HttpResponse | None:
         if not _limited(request) or _public_read(request, view_func):
             return None
+        if signed_api_request(request):
+            # Checked in the key lookup's round trip (signed_request_limits): one Redis call, not two.
+            request.auth_failure_check_deferred = True
+            return None
         wait_s = rate_check(Scope.AUTH_FAILURES, f"ip:{client_address(request)}", count=False)
         if not wait_s:
             return None
         metrics.RATE_LIMITED.labels(Scope.AUTH_FAILURES.value).inc()
-        message = f"too many failed authentications from this address; retry after {wait_s} s"
+        message = _auth_failure_message(wait_s)
         return error_response(message, 429, headers={"Retry-After": str(wait_s)})
 
 
