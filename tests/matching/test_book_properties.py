@@ -1,7 +1,10 @@
 """Properties of the matching core against a deliberately naive reference matcher.
 
 The reference keeps resting orders in a plain list and, for every command, sorts the opposite side by
-price then arrival and walks it: obviously right, and O(n log n) per command. Random command streams
+price then arrival and walks it: obviously right, and O(n log n) per command. Stop orders wait in a
+second plain list in placement order; after each order's trades the whole list is scanned for the
+stops one of those trades' prices satisfies, which are queued (first in, first out) to enter as
+limit or market orders. Random command streams
 go through both it and ``OrderBook`` (and, second property, through ``matching.replay.run``); they
 must agree on every result and every book, and the book must pass ``check_invariants()`` after every
 step. A seeded stress test then runs a long stream, enough for the heaps to be compacted.
@@ -12,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import random
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +33,7 @@ from matching.core import (
     OrderType,
     PlaceResult,
     Side,
+    StopCondition,
     TimeInForce,
     UnknownOrder,
 )
@@ -37,6 +42,8 @@ from matching.replay import run
 
 BUY, SELL = Side.BUY, Side.SELL
 LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
+STOP_LIMIT, STOP_MARKET = OrderType.STOP_LIMIT, OrderType.STOP_MARKET
+GE, LE = StopCondition.GE, StopCondition.LE
 GTC, IOC, FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
 
 
@@ -59,16 +66,37 @@ class RefOrder:
 
 
 @dataclass
+class RefStop:
+    id: int
+    user: int
+    side: Side
+    quantity: int
+    price: int | None
+    order_type: OrderType  # what it enters as: LIMIT or MARKET
+    tif: TimeInForce
+    budget: int | None
+    base: int
+    condition: StopCondition
+
+    def triggered_by(self, price: int) -> bool:
+        return price >= self.base if self.condition == GE else price <= self.base
+
+
+@dataclass
 class ReferenceBook:
     """A naive price-time priority matcher, independent of ``OrderBook``'s heaps, levels and lazy cancels.
 
     ``place`` returns ``("duplicate",)``, ``("invalid",)`` or ``("placed", trades, status, filled,
-    remaining)`` with trades as ``(taker, maker, price, quantity)``; ``cancel`` returns ``("unknown",)``
-    or ``("canceled", filled, canceled)``.
+    remaining, trigger_price, triggered)`` with trades as ``(taker, maker, price, quantity)``;
+    ``triggered`` lists the stops that entered the book because of the command as ``(id, trigger_price,
+    trades, status, filled, remaining)``. ``cancel`` returns ``("unknown",)`` or ``("canceled", filled,
+    canceled)``.
     """
 
     resting: list[RefOrder] = field(default_factory=list)
+    stops: list[RefStop] = field(default_factory=list)  # waiting, in placement order
     arrivals: int = 0
+    last_price: int | None = None
 
     def place(
         self,
@@ -80,17 +108,70 @@ class ReferenceBook:
         order_type: OrderType,
         tif: TimeInForce,
         budget: int | None,
+        base: int | None = None,
+        condition: StopCondition | None = None,
     ) -> tuple[Any, ...]:
-        if any(order.id == order_id for order in self.resting):
+        if any(order.id == order_id for order in self.resting) or any(stop.id == order_id for stop in self.stops):
             return ("duplicate",)
         if quantity <= 0:
             return ("invalid",)
-        if order_type == LIMIT and (price is None or price <= 0 or budget is not None):
+        is_stop = order_type in (STOP_LIMIT, STOP_MARKET)
+        if is_stop and (base is None or base <= 0 or condition is None):
             return ("invalid",)
-        if order_type == MARKET and (price is not None or (budget is not None and (side != BUY or budget <= 0))):
+        if not is_stop and (base is not None or condition is not None):
             return ("invalid",)
-        if order_type == MARKET:
+        entry_type = {STOP_LIMIT: LIMIT, STOP_MARKET: MARKET}.get(order_type, order_type)
+        if entry_type == LIMIT and (price is None or price <= 0 or budget is not None):
+            return ("invalid",)
+        if entry_type == MARKET and (price is not None or (budget is not None and (side != BUY or budget <= 0))):
+            return ("invalid",)
+        if entry_type == MARKET:
             tif = IOC
+        trigger_price = None
+        if is_stop:
+            assert base is not None and condition is not None
+            stop = RefStop(order_id, user, side, quantity, price, entry_type, tif, budget, base, condition)
+            if self.last_price is None or not stop.triggered_by(self.last_price):
+                self.stops.append(stop)
+                return ("placed", [], "stopping", 0, 0, None, [])
+            trigger_price = self.last_price
+        trades, status, filled, remaining = self._match(order_id, user, side, quantity, price, entry_type, tif, budget)
+        return ("placed", trades, status, filled, remaining, trigger_price, self._enter_triggered(trades))
+
+    def _enter_triggered(self, trades: list[tuple[int, int, int, int]]) -> list[tuple[Any, ...]]:
+        """Enter every stop these trades trigger, and those their trades trigger, first in first out."""
+        entered: list[tuple[Any, ...]] = []
+        queue: deque[tuple[RefStop, int]] = deque()
+
+        def trigger(trades: list[tuple[int, int, int, int]]) -> None:
+            if not trades:
+                return
+            hit = [stop for stop in self.stops if any(stop.triggered_by(trade[2]) for trade in trades)]
+            self.stops = [stop for stop in self.stops if stop not in hit]
+            queue.extend((stop, trades[-1][2]) for stop in hit)
+
+        trigger(trades)
+        while queue:
+            stop, trigger_price = queue.popleft()
+            outcome = self._match(
+                stop.id, stop.user, stop.side, stop.quantity, stop.price, stop.order_type, stop.tif, stop.budget
+            )
+            entered.append((stop.id, trigger_price, *outcome))
+            trigger(outcome[0])
+        return entered
+
+    def _match(
+        self,
+        order_id: int,
+        user: int,
+        side: Side,
+        quantity: int,
+        price: int | None,
+        order_type: OrderType,
+        tif: TimeInForce,
+        budget: int | None,
+    ) -> tuple[list[tuple[int, int, int, int]], str, int, int]:
+        """(trades, status, filled, remaining) of a checked limit or market order."""
 
         def acceptable(maker: RefOrder) -> bool:
             if price is None:
@@ -103,7 +184,7 @@ class ReferenceBook:
         else:
             opposite.sort(key=lambda order: (-order.price, order.arrival))
         if tif == FOK and sum(order.remaining for order in opposite if acceptable(order)) < quantity:
-            return ("placed", [], "canceled", 0, 0)
+            return ([], "canceled", 0, 0)
 
         trades = []
         left = quantity
@@ -119,25 +200,34 @@ class ReferenceBook:
             maker.filled += fill
             left -= fill
             trades.append((order_id, maker.id, maker.price, fill))
+            self.last_price = maker.price
             if maker.remaining == 0:
                 self.resting.remove(maker)
 
         filled = quantity - left
         if left == 0:
-            return ("placed", trades, "executed", filled, 0)
+            return (trades, "executed", filled, 0)
         if order_type == LIMIT and tif == GTC:
             assert price is not None
             self.arrivals += 1
             self.resting.append(RefOrder(order_id, user, side, price, quantity, filled, self.arrivals))
-            return ("placed", trades, "partially_filled" if filled else "pending", filled, left)
-        return ("placed", trades, "canceled", filled, 0)
+            return (trades, "partially_filled" if filled else "pending", filled, left)
+        return (trades, "canceled", filled, 0)
 
     def cancel(self, order_id: int) -> tuple[Any, ...]:
         for order in self.resting:
             if order.id == order_id:
                 self.resting.remove(order)
                 return ("canceled", order.filled, order.remaining)
+        for stop in self.stops:
+            if stop.id == order_id:
+                self.stops.remove(stop)
+                return ("canceled", 0, stop.quantity)
         return ("unknown",)
+
+    def open_ids(self) -> list[int]:
+        """Ids a cancel applies to: resting orders and waiting stops."""
+        return [order.id for order in self.resting] + [stop.id for stop in self.stops]
 
     def depth(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         bids: dict[int, int] = {}
@@ -167,6 +257,8 @@ def test_the_reference_matches_a_worked_example() -> None:
         "executed",
         6,
         0,
+        None,
+        [],
     )
     assert reference.place(5, 2, BUY, 9, None, MARKET, GTC, 250) == (
         "placed",
@@ -174,20 +266,53 @@ def test_the_reference_matches_a_worked_example() -> None:
         "canceled",
         2,
         0,
+        None,
+        [],
     )
-    assert reference.place(6, 2, BUY, 9, 101, LIMIT, FOK, None) == ("placed", [], "canceled", 0, 0)
+    assert reference.place(6, 2, BUY, 9, 101, LIMIT, FOK, None) == ("placed", [], "canceled", 0, 0, None, [])
     assert reference.cancel(1) == ("canceled", 1, 1)
     assert reference.cancel(1) == ("unknown",)
     assert reference.depth() == ([], [])
 
 
+def test_the_reference_gets_a_worked_stop_example_right() -> None:
+    reference = ReferenceBook()
+    reference.place(1, 1, SELL, 1, 100, LIMIT, GTC, None)
+    reference.place(2, 1, SELL, 1, 101, LIMIT, GTC, None)
+    waiting: tuple[Any, ...] = ("placed", [], "stopping", 0, 0, None, [])
+    assert reference.place(3, 2, BUY, 1, None, STOP_MARKET, GTC, None, 100, GE) == waiting
+    assert reference.place(4, 3, BUY, 1, None, STOP_MARKET, GTC, None, 101, GE) == waiting
+    assert reference.place(5, 3, SELL, 2, 99, STOP_LIMIT, GTC, None, 99, LE) == waiting
+    assert reference.place(6, 4, BUY, 1, 100, LIMIT, GTC, None) == (
+        "placed",
+        [(6, 1, 100, 1)],
+        "executed",
+        1,
+        0,
+        None,
+        [(3, 100, [(3, 2, 101, 1)], "executed", 1, 0), (4, 101, [], "canceled", 0, 0)],
+    )
+    assert reference.cancel(5) == ("canceled", 0, 2)
+    # the last trade (101) already satisfies a ge stop at 101: it enters at once
+    assert reference.place(7, 2, SELL, 1, 90, STOP_LIMIT, GTC, None, 101, GE) == (
+        "placed",
+        [],
+        "pending",
+        0,
+        1,
+        101,
+        [],
+    )
+
+
 # -- command streams -------------------------------------------------------------------------------
 
 # A command is a plain tuple, interpreted against the state when it is applied so that shrinking keeps
-# it meaningful: ("place", reuse, user, side, lots, price, type, tif, budget), where ``reuse`` is None
-# for a fresh id or an index into the ids used so far; ("cancel", target, index), where target is
-# "resting", "used" (resting or not) or "unknown".
+# it meaningful: ("place", reuse, user, side, lots, price, type, tif, budget, base, condition), where
+# ``reuse`` is None for a fresh id or an index into the ids used so far; ("cancel", target, index),
+# where target is "resting" (a resting order or a waiting stop), "used" (open or not) or "unknown".
 KINDS = ["gtc"] * 6 + ["ioc", "fok", "market", "budget", "invalid"] + ["cancel"] * 3
+KINDS += ["stop_limit"] * 2 + ["stop_market"] * 2 + ["invalid_stop"]
 CANCEL_TARGETS = ["resting", "resting", "used", "unknown"]
 INVALID = [  # (quantity, price, type, budget); a quantity of None stands for the drawn lots
     (0, 100, LIMIT, None),
@@ -197,6 +322,16 @@ INVALID = [  # (quantity, price, type, budget); a quantity of None stands for th
     (None, 100, MARKET, None),  # market with a price
     (None, 100, LIMIT, 500),  # budget on a limit order
     (None, None, MARKET, 0),
+]
+INVALID_STOPS = [  # (price, type, budget, base, condition)
+    (100, STOP_LIMIT, None, None, GE),  # no base price
+    (100, STOP_LIMIT, None, 100, None),  # no condition
+    (None, STOP_LIMIT, None, 100, LE),  # stop limit without a price
+    (100, STOP_MARKET, None, 100, LE),  # stop market with a price
+    (None, STOP_MARKET, None, 0, GE),  # zero base price
+    (100, STOP_LIMIT, 500, 100, GE),  # budget on a stop limit
+    (100, LIMIT, None, 100, GE),  # limit with a base price
+    (None, MARKET, None, None, LE),  # market with a condition
 ]
 
 
@@ -218,6 +353,12 @@ for _, size, _ in DIGITS:
     COMMAND_SPACE *= size
 
 
+def invalid_stop(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """(price, type, tif, budget, base, condition) of one of ``INVALID_STOPS``."""
+    bad_price, order_type, budget, base, condition = values
+    return (bad_price, order_type, GTC, budget, base, condition)
+
+
 def command_from(number: int) -> tuple[Any, ...]:
     digit: dict[str, int] = {}
     for name, size, offset in DIGITS:
@@ -229,13 +370,35 @@ def command_from(number: int) -> tuple[Any, ...]:
         return ("cancel", CANCEL_TARGETS[extra % len(CANCEL_TARGETS)], reuse)
     reuse_id = reuse if reuse % 10 == 9 else None
     if kind in ("gtc", "ioc", "fok"):
-        return ("place", reuse_id, user, side, lots, price, LIMIT, TimeInForce(kind), None)
+        return ("place", reuse_id, user, side, lots, price, LIMIT, TimeInForce(kind), None, None, None)
     if kind == "market":
-        return ("place", reuse_id, user, side, lots, None, MARKET, IOC, None)
+        return ("place", reuse_id, user, side, lots, None, MARKET, IOC, None, None, None)
     if kind == "budget":
-        return ("place", reuse_id, user, BUY, lots, None, MARKET, IOC, 1 + extra)
+        return ("place", reuse_id, user, BUY, lots, None, MARKET, IOC, 1 + extra, None, None)
+    if kind in ("stop_limit", "stop_market"):
+        # The base price near the limit prices, so that stops trigger often; both conditions.
+        stop_base, stop_condition, rest = 95 + extra % 11, (GE, LE)[extra // 11 % 2], extra // 22
+        if kind == "stop_limit":
+            stop_tif = (GTC, GTC, IOC, FOK)[rest % 4]
+            return ("place", reuse_id, user, side, lots, price, STOP_LIMIT, stop_tif, None, stop_base, stop_condition)
+        stop_budget = 1 + rest * 10 if side is BUY and rest % 3 == 0 else None
+        return ("place", reuse_id, user, side, lots, None, STOP_MARKET, GTC, stop_budget, stop_base, stop_condition)
+    if kind == "invalid_stop":
+        return ("place", reuse_id, user, side, lots, *invalid_stop(INVALID_STOPS[extra % len(INVALID_STOPS)]))
     quantity, bad_price, order_type, budget = INVALID[extra % len(INVALID)]
-    return ("place", reuse_id, user, side, lots if quantity is None else quantity, bad_price, order_type, GTC, budget)
+    return (
+        "place",
+        reuse_id,
+        user,
+        side,
+        lots if quantity is None else quantity,
+        bad_price,
+        order_type,
+        GTC,
+        budget,
+        None,
+        None,
+    )
 
 
 COMMANDS = st.integers(min_value=0, max_value=COMMAND_SPACE - 1).map(command_from)
@@ -269,16 +432,35 @@ class Ids:
 
 
 def core_place(book: OrderBook, order_id: int, command: tuple[Any, ...]) -> tuple[Any, ...]:
-    _, _, user, side, lots, price, order_type, tif, budget = command
+    _, _, user, side, lots, price, order_type, tif, budget, base, condition = command
     try:
-        result = book.place(order_id, user, side, lots, price, order_type, tif, quote_budget=budget)
+        result = book.place(
+            order_id,
+            user,
+            side,
+            lots,
+            price,
+            order_type,
+            tif,
+            quote_budget=budget,
+            stop_price=base,
+            stop_condition=condition,
+        )
     except DuplicateOrder:
         return ("duplicate",)
     except InvalidOrder:
         return ("invalid",)
+    seqs = [result.seq] + [entered.seq for entered in result.triggered]
+    assert seqs == list(range(result.seq, result.seq + len(seqs))) and book.next_seq == seqs[-1] + 1, seqs
+    triggered = [(r.order_id, r.trigger_price, *core_outcome(r)) for r in result.triggered]
+    return ("placed", *core_outcome(result), result.trigger_price, triggered)
+
+
+def core_outcome(result: PlaceResult) -> tuple[Any, ...]:
+    """(trades, status, filled, remaining) of one order's result, as the reference gives them."""
     trades = [(trade.taker_id, trade.maker_id, trade.price, trade.quantity) for trade in result.trades]
     assert result.notional == sum(price * lots for _, _, price, lots in trades)
-    return ("placed", trades, result.status.value, result.filled, result.remaining)
+    return (trades, result.status.value, result.filled, result.remaining)
 
 
 def core_cancel(book: OrderBook, order_id: int) -> tuple[Any, ...]:
@@ -310,7 +492,7 @@ def test_the_book_agrees_with_the_reference_on_every_command(stream: list[tuple[
                 expected = reference.place(order_id, *command[2:])
                 actual = core_place(book, order_id, command)
             else:
-                order_id = ids.for_cancel(command[1], command[2], [order.id for order in reference.resting])
+                order_id = ids.for_cancel(command[1], command[2], reference.open_ids())
                 expected = reference.cancel(order_id)
                 actual = core_cancel(book, order_id)
             assert actual == expected, f"{command} as order {order_id}"
@@ -318,6 +500,8 @@ def test_the_book_agrees_with_the_reference_on_every_command(stream: list[tuple[
             assert book.depth() == reference.depth()
     assert [(order.id, order.price, order.remaining) for order in book.orders()] == reference.orders()
     assert len(book) == len(reference.resting)
+    assert [stop.id for stop in book.stops()] == [stop.id for stop in reference.stops]
+    assert book.last_price == reference.last_price
 
 
 # -- the same streams through the replay CLI -------------------------------------------------------
@@ -330,15 +514,19 @@ UNIT = Decimal("1E-10")
 
 
 def replay_line(order_id: int, command: tuple[Any, ...]) -> dict[str, Any]:
-    _, _, user, side, lots, price, order_type, tif, budget = command
+    _, _, user, side, lots, price, order_type, tif, budget, base, condition = command
     line: dict[str, Any] = {"op": "place", "id": order_id, "user": user, "side": side.value, "type": order_type.value}
     line["quantity"] = str(Decimal(lots).scaleb(-3))
     if price is not None:
         line["price"] = str(Decimal(price).scaleb(-2))
-    if order_type == LIMIT:
+    if order_type in (LIMIT, STOP_LIMIT):
         line["tif"] = tif.value
     if budget is not None:
         line["quote_budget"] = str(Decimal(budget).scaleb(-5))
+    if base is not None:
+        line["base_price"] = str(Decimal(base).scaleb(-2))
+    if condition is not None:
+        line["stop_condition"] = condition.value
     return line
 
 
@@ -349,7 +537,7 @@ def amount(units: int) -> Decimal:
 def numeric(event: dict[str, Any]) -> dict[str, Any]:
     """The event with its decimal strings as Decimals: consumers compare them numerically."""
     event = dict(event)
-    for key in ("price", "quantity", "executed_quantity"):
+    for key in ("price", "quantity", "executed_quantity"):  # a trigger's price too
         if key in event:
             event[key] = Decimal(event[key])
     for key in ("bids", "asks"):
@@ -369,7 +557,7 @@ def expected_events(stream: list[tuple[Any, ...]]) -> tuple[list[str], list[dict
     events: list[dict[str, Any]] = []
     for command in stream:
         if command[0] == "cancel":
-            order_id = ids.for_cancel(command[1], command[2], [order.id for order in reference.resting])
+            order_id = ids.for_cancel(command[1], command[2], reference.open_ids())
             lines.append(json.dumps({"op": "cancel", "id": order_id}))
             outcome = reference.cancel(order_id)
             if outcome[0] == "unknown":
@@ -385,7 +573,7 @@ def expected_events(stream: list[tuple[Any, ...]]) -> tuple[list[str], list[dict
             events.append({"event": "reject", "id": order_id, "reason": "duplicate order id"})
             continue
         seen.add(order_id)
-        _, _, user, side, lots, price, order_type, tif, budget = command
+        _, _, user, side, lots, price, order_type, tif, budget, base, condition = command
         outcome = reference.place(
             order_id,
             user,
@@ -395,22 +583,32 @@ def expected_events(stream: list[tuple[Any, ...]]) -> tuple[list[str], list[dict
             order_type,
             tif,
             None if budget is None else budget * TICK_LOT,
+            None if base is None else base * TICK,
+            condition,
         )
         if outcome[0] != "placed":
             events.append({"event": "reject", "id": order_id, "reason": "invalid"})
             continue
-        _, trades, status, filled, _ = outcome
-        for taker, maker, price_units, quantity_units in trades:
-            events.append(
-                {
-                    "event": "trade",
-                    "taker": taker,
-                    "maker": maker,
-                    "price": amount(price_units),
-                    "quantity": amount(quantity_units),
-                }
-            )
-        events.append({"event": "order", "id": order_id, "status": status, "executed_quantity": amount(filled)})
+        _, trades, status, filled, _, trigger_price, triggered = outcome
+        entered = [(order_id, trigger_price, trades, status, filled)]
+        entered += [
+            (stop_id, price_units, trades, status, filled)
+            for stop_id, price_units, trades, status, filled, _ in triggered
+        ]
+        for entered_id, trigger_units, trades, status, filled in entered:
+            if trigger_units is not None:
+                events.append({"event": "trigger", "id": entered_id, "price": amount(trigger_units)})
+            for taker, maker, price_units, quantity_units in trades:
+                events.append(
+                    {
+                        "event": "trade",
+                        "taker": taker,
+                        "maker": maker,
+                        "price": amount(price_units),
+                        "quantity": amount(quantity_units),
+                    }
+                )
+            events.append({"event": "order", "id": entered_id, "status": status, "executed_quantity": amount(filled)})
     bids, asks = reference.depth()
     events.append(
         {
