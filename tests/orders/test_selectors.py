@@ -15,9 +15,11 @@ from orders.selectors import (
     balance_list,
     book_get,
     market_list,
+    markets_exist,
     order_get,
-    order_list,
+    order_page,
     trade_list,
+    trade_page,
 )
 from orders.services import order_place
 from spot import keys
@@ -56,22 +58,28 @@ def test_a_cached_order_is_read_without_a_db_query(trader, market):
         data = order_get(user=trader, order_id=order.id)
 
     assert len(queries) == 0
-    assert data["id"] == order.id
-    assert (data["market"], data["trade_type"], data["type"], data["time_in_force"]) == (
-        "btc_usdt",
-        "buy",
-        "limit",
-        "gtc",
-    )
-    assert (data["quantity"], data["price"], data["status"]) == ("0.5", "100", "new")
-    assert (data["executed_quantity"], data["executed_quote"], data["fee"], data["average_price"]) == (
-        "0",
-        "0",
-        "0",
-        None,
-    )
-    assert data["reject_reason"] == ""
-    assert data["created_at"].endswith("Z")
+    assert data == {
+        "id": order.id,
+        "user_id": trader.pk,
+        "trade_type": "buy",
+        "currency": "usdt",
+        "coin": "btc",
+        "type": "limit",
+        "ioc": 0,
+        "time_in_force": "gtc",
+        "quantity": "0.5",
+        "price": "100",
+        "executed_quantity": "0",
+        "executed_price": None,
+        "base_price": None,
+        "stop_condition": None,
+        "fee": "0",
+        "status": "new",
+        "reject_reason": "",
+        "client_order_id": None,
+        "created_at": int(order.created_at.timestamp() * 1000),
+        "updated_at": int(order.updated_at.timestamp() * 1000),
+    }
 
 
 def test_a_cache_miss_reads_the_db_and_refills_the_cache(trader, market, redis_client):
@@ -89,6 +97,7 @@ def test_a_cache_miss_reads_the_db_and_refills_the_cache(trader, market, redis_c
     assert len(hit) == 0
     assert again == data
     assert (data["quantity"], data["price"], data["status"]) == ("0.25", "99.5", "pending")
+    assert (data["currency"], data["coin"], data["user_id"]) == ("usdt", "btc", trader.pk)
 
 
 def test_an_order_reads_the_same_from_the_cache_and_from_the_db(trader, market, redis_client):
@@ -109,7 +118,7 @@ def test_a_hash_the_matcher_wrote_after_expiry_is_incomplete_and_read_from_the_d
         data = order_get(user=trader, order_id=order.id)
 
     assert len(queries) >= 1
-    assert data["market"] == "btc_usdt"
+    assert (data["currency"], data["coin"]) == ("usdt", "btc")
     assert cached_order(redis_client, order.id) is not None
 
 
@@ -156,37 +165,68 @@ def test_when_redis_is_unreachable_the_order_is_read_from_the_db(trader, market,
 # -- lists -------------------------------------------------------------------------------------------
 
 
-def test_order_list_shows_only_the_users_orders_newest_first(trader, market):
+def test_order_page_shows_only_the_users_orders_newest_first(trader, market):
     first = OrderFactory(user=trader)
     second = OrderFactory(user=trader)
     OrderFactory()  # another user's
 
-    assert [o.id for o in order_list(user=trader)] == [second.id, first.id]
+    page = order_page(user=trader)
+
+    assert [o["id"] for o in page.items] == [second.id, first.id]
+    assert (page.total, page.page, page.per_page) == (2, 1, 20)
 
 
-def test_order_list_filters_by_market_and_status(trader, market):
+def test_order_page_filters_by_market_status_type_and_side(trader, market):
     pending = OrderFactory(user=trader, status="pending")
     OrderFactory(user=trader, status="executed")
     OrderFactory(user=trader, coin="eth", status="pending")
+    sell = OrderFactory(user=trader, status="pending", trade_type="sell", type="market", price=None)
 
-    assert [o.id for o in order_list(user=trader, market="btc_usdt", status="pending")] == [pending.id]
-    assert order_list(user=trader, market="doge_usdt").count() == 0
+    def ids(**filters):
+        return [o["id"] for o in order_page(user=trader, **filters).items]
+
+    assert ids(currency="usdt", coin="btc", statuses={"pending"}) == [sell.id, pending.id]
+    assert ids(coin="btc", statuses={"pending"}, side="buy") == [pending.id]
+    assert ids(order_type="market") == [sell.id]
+    assert ids(coin="doge") == []
 
 
-def test_order_list_reads_through_the_user_market_index(trader, market):
+@pytest.mark.parametrize("filters", [{}, {"currency": "usdt", "coin": "btc", "statuses": {"pending", "new"}}])
+def test_order_page_reads_through_the_user_market_index(trader, market, filters):
     OrderFactory(user=trader)
+    with CaptureQueriesContext(connection) as queries:
+        order_page(user=trader, **filters)
 
-    plan = order_list(user=trader, market="btc_usdt").explain()
+    assert len(queries) == 2  # the count and the page
+    for query in queries:
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN {query['sql']}")
+            plan = str(cursor.fetchall())
+        assert "idx_orders_user_currency_coin" in plan, plan
 
-    assert "idx_orders_user_currency_coin" in plan
 
-
-def test_order_list_caps_the_limit(trader, market):
-    for _ in range(3):
+def test_order_page_pages_and_counts(trader, market):
+    for _ in range(5):
         OrderFactory(user=trader)
 
-    assert len(order_list(user=trader, limit=2)) == 2
-    assert len(order_list(user=trader, limit=0)) == 1
+    pages = [order_page(user=trader, page=number, per_page=2) for number in (1, 2, 3, 4)]
+
+    assert [len(page.items) for page in pages] == [2, 2, 1, 0]
+    assert {page.total for page in pages} == {5}
+    assert len({o["id"] for page in pages for o in page.items}) == 5
+
+
+def test_trade_page_is_empty_for_a_user_without_trades(trader, market):
+    page = trade_page(user=trader)
+
+    assert (page.items, page.total) == ([], 0)
+
+
+def test_markets_exist_matches_a_currency_a_coin_or_a_pair(market):
+    MarketFactory(coin="eth", currency="usdt", enabled=False)
+
+    assert markets_exist(currency="usdt") and markets_exist(coin="eth") and markets_exist(currency="usdt", coin="btc")
+    assert not markets_exist(currency="eur") and not markets_exist(currency="usdt", coin="doge")
 
 
 def test_balance_list_shows_the_users_balances_by_asset(trader):
@@ -213,11 +253,14 @@ def test_trade_list_is_empty_for_a_market_without_trades(market):
 # -- book --------------------------------------------------------------------------------------------
 
 
-def test_a_book_never_published_has_empty_sides(redis_client):
-    assert book_get(market_code="btc_usdt") == {"market": "btc_usdt", "bids": [], "asks": []}
+def test_a_book_never_published_has_empty_sides(market):
+    book = book_get(market=market)
+
+    assert (book["buy"], book["sell"], book["tickerSize"]) == ([], [], "0.01")
+    assert isinstance(book["updatedAt"], int)
 
 
-def test_the_book_is_read_as_the_matcher_published_it_with_plain_amounts(redis_client):
+def test_the_book_is_read_as_the_matcher_published_it_with_plain_amounts(market, redis_client):
     published = {
         "market": "btc_usdt",
         "bids": [["99.0000000000", "1.0000000000"]],
@@ -225,18 +268,17 @@ def test_the_book_is_read_as_the_matcher_published_it_with_plain_amounts(redis_c
     }
     redis_client.set("book:btc_usdt", json.dumps(published))
 
-    assert book_get(market_code="btc_usdt") == {
-        "market": "btc_usdt",
-        "bids": [["99", "1"]],
-        "asks": [["101", "0.5"], ["102.5", "0.3"]],
-    }
+    book = book_get(market=market)
+
+    assert book["buy"] == [{"price": "99", "quantity": "1"}]
+    assert book["sell"] == [{"price": "101", "quantity": "0.5"}, {"price": "102.5", "quantity": "0.3"}]
 
 
-def test_the_book_is_unavailable_when_redis_is_unreachable(settings):
+def test_the_book_is_unavailable_when_redis_is_unreachable(market, settings):
     settings.MATCHING_REDIS_URL = UNREACHABLE_REDIS
 
     with pytest.raises(ServiceUnavailable):
-        book_get(market_code="btc_usdt")
+        book_get(market=market)
 
 
 # -- amounts -----------------------------------------------------------------------------------------
