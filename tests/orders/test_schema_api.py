@@ -87,12 +87,29 @@ def test_every_operation_has_a_success_response_and_its_errors_in_the_one_error_
                 assert {400, 413, 415} <= errors, (method, path)
 
 
-def test_the_error_component_is_message_and_errors_by_field(schema):
+def test_the_error_component_is_the_error_envelope_with_errors_by_field(schema):
     error = schema["components"]["schemas"]["Error"]
 
-    assert error["required"] == ["message"]
+    assert sorted(error["required"]) == ["data", "dataVersion", "errors", "message", "success"]
     assert error["properties"]["message"]["type"] == "string"
+    assert error["properties"]["success"]["type"] == "boolean"
     assert error["properties"]["errors"]["additionalProperties"] == {"type": "array", "items": {"type": "string"}}
+
+
+def test_every_success_of_the_api_is_documented_in_the_envelope(schema):
+    wrapped = 0
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for code, response in operation["responses"].items():
+                if not code.startswith("2") or "content" not in response:
+                    continue
+                body = response["content"]["application/json"]["schema"]
+                assert body["required"] == ["success", "message", "dataVersion", "data"], (method, path, code)
+                assert set(body["properties"]) == {"success", "message", "dataVersion", "data"}, (method, path)
+                wrapped += 1
+    assert wrapped >= 20
+    order = schema["paths"]["/api/v1/orders"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
+    assert order["properties"]["data"] == {"$ref": "#/components/schemas/Order"}
 
 
 def test_the_security_schemes_are_the_signed_headers_and_the_session(schema):
