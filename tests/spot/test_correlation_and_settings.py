@@ -20,9 +20,9 @@ def test_correlation_ids_have_the_fr_ob_002_shape():
 
 @pytest.mark.django_db
 def test_a_request_gets_a_correlation_id_and_a_valid_incoming_one_is_kept(client):
-    fresh = client.get("/api/markets")
-    kept = client.get("/api/markets", headers={HEADER: "20260123-a1b2c3d4e5f67890"})
-    replaced = client.get("/api/markets", headers={HEADER: "not-an-id"})
+    fresh = client.get("/api/v1/markets")
+    kept = client.get("/api/v1/markets", headers={HEADER: "20260123-a1b2c3d4e5f67890"})
+    replaced = client.get("/api/v1/markets", headers={HEADER: "not-an-id"})
 
     assert PATTERN.match(fresh[HEADER])
     assert kept[HEADER] == "20260123-a1b2c3d4e5f67890"

@@ -49,16 +49,16 @@ def _record(**extra: object) -> logging.LogRecord:
 def test_a_4xx_logged_by_django_request_after_the_middleware_returned_carries_the_request_id(client, request_log):
     # The API answers 401 as a response (not an exception): django.request logs it in the handler,
     # outside every middleware, where the id is no longer bound.
-    response = client.get("/api/orders", headers={HEADER: CID})
+    response = client.get("/api/v1/orders/pending", headers={HEADER: CID})
 
     assert response.status_code == 401
-    assert any("Unauthorized: /api/orders" in line for line in request_log.lines), request_log.lines
+    assert any("Unauthorized: /api/v1/orders/pending" in line for line in request_log.lines), request_log.lines
     assert all(f"[{CID}]" in line for line in request_log.lines), request_log.lines
 
 
 @pytest.mark.django_db
 def test_a_request_without_an_id_gets_one_on_its_log_line_that_matches_the_response_header(client, request_log):
-    response = client.get("/api/orders")
+    response = client.get("/api/v1/orders/pending")
 
     cid = response[HEADER]
     assert PATTERN.match(cid)

@@ -28,7 +28,7 @@ django.setup()
 from django.conf import settings
 from django.test import Client
 client = Client()
-plain = client.get("/api/markets", HTTP_HOST="spot.example")
+plain = client.get("/api/v1/markets", HTTP_HOST="spot.example")
 health = client.get("/health/live", HTTP_HOST="spot.example")
 secure = client.get("/health/live", HTTP_HOST="spot.example", HTTP_X_FORWARDED_PROTO="https")
 print(json.dumps({
@@ -124,7 +124,7 @@ def test_production_forces_tls_sends_hsts_and_renders_json_only():
     seen = json.loads(result.stdout.strip().splitlines()[-1])
 
     assert seen["module"] == "settings.prod" and seen["debug"] is False
-    assert seen["plain_status"] == 301 and seen["plain_location"] == "https://spot.example/api/markets"
+    assert seen["plain_status"] == 301 and seen["plain_location"] == "https://spot.example/api/v1/markets"
     assert seen["health_status"] == 200  # probes reach gunicorn over plain HTTP
     assert seen["hsts"] == "max-age=31536000; includeSubDomains; preload"
     assert seen["renderers"] == ["rest_framework.renderers.JSONRenderer"]  # no browsable API

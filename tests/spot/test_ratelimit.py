@@ -71,7 +71,7 @@ class ProtectedApi(APIView):
 
 urlpatterns = [
     path("api/test/protected", ProtectedApi.as_view()),
-    path("api/", include("orders.urls")),
+    path("api/v1/", include("orders.urls")),
 ]
 
 
@@ -105,7 +105,14 @@ def _keyed(user, key_id: str) -> APIClient:
 
 
 def _order() -> dict[str, str]:
-    return {"market": "btc_usdt", "trade_type": "buy", "type": "limit", "quantity": "0.01", "price": "100.00"}
+    return {
+        "currency": "usdt",
+        "coin": "btc",
+        "trade_type": "buy",
+        "type": "limit",
+        "quantity": "0.01",
+        "price": "100.00",
+    }
 
 
 def _limited(scope: str) -> float:
@@ -118,7 +125,7 @@ def _unchecked(scope: str) -> float:
 
 def _assert_429(response, message: str) -> None:
     assert response.status_code == 429, response.content
-    assert response.json() == {"message": message}
+    assert response.json() == {"success": False, "message": message, "dataVersion": "1", "data": None, "errors": {}}
     # 3 per minute: one request's allowance comes back every 20 s.
     assert 19 <= int(response["Retry-After"]) <= 20
 
@@ -130,12 +137,12 @@ def test_the_fourth_trading_request_of_a_key_within_its_limit_of_3_is_429_with_r
     api = _keyed(trader, "k1")
     before = _limited("trade")
 
-    placed = [api.post("/api/orders", _order(), format="json") for _ in range(2)]
-    canceled = api.delete(f"/api/orders/{placed[0].json()['id']}")  # a cancel counts as a trading request
-    refused = api.post("/api/orders", _order(), format="json")
+    placed = [api.post("/api/v1/orders", _order(), format="json") for _ in range(2)]
+    canceled = api.put(f"/api/v1/orders/{placed[0].json()['data']['id']}/cancel")  # a trading request too
+    refused = api.post("/api/v1/orders", _order(), format="json")
 
     assert [response.status_code for response in placed] == [201, 201]
-    assert canceled.status_code == 202
+    assert canceled.status_code == 200
     _assert_429(
         refused, f"rate limit exceeded for trading requests of this key; retry after {refused['Retry-After']} s"
     )
@@ -144,9 +151,10 @@ def test_the_fourth_trading_request_of_a_key_within_its_limit_of_3_is_429_with_r
 
 def test_a_batch_counts_as_one_trading_request(limits, trader):
     api = _keyed(trader, "k1")
-    batch = {"market": "btc_usdt", "orders": [{k: v for k, v in _order().items() if k != "market"}] * 5}
+    item = {k: v for k, v in _order().items() if k not in ("currency", "coin")}
+    batch = {"currency": "usdt", "coin": "btc", "orders": [item] * 5}
 
-    answers = [api.post("/api/orders/batch", batch, format="json").status_code for _ in range(4)]
+    answers = [api.post("/api/v1/orders/batch", batch, format="json").status_code for _ in range(4)]
 
     assert answers == [201, 201, 201, 429]
 
@@ -154,23 +162,23 @@ def test_a_batch_counts_as_one_trading_request(limits, trader):
 def test_another_key_of_the_same_user_still_trades_and_the_limited_key_still_reads(limits, trader):
     first, second = _keyed(trader, "k1"), _keyed(trader, "k2")
     for _ in range(3):
-        first.post("/api/orders", _order(), format="json")
-    assert first.post("/api/orders", _order(), format="json").status_code == 429
+        first.post("/api/v1/orders", _order(), format="json")
+    assert first.post("/api/v1/orders", _order(), format="json").status_code == 429
 
-    assert second.post("/api/orders", _order(), format="json").status_code == 201
-    assert first.get("/api/orders").status_code == 200  # reads have their own limit
+    assert second.post("/api/v1/orders", _order(), format="json").status_code == 201
+    assert first.get("/api/v1/orders/pending").status_code == 200  # reads have their own limit
 
 
 def test_the_fifth_read_of_a_key_within_its_limit_of_4_is_429(limits, trader):
     api = _keyed(trader, "k1")
 
-    answers = [api.get("/api/balances").status_code for _ in range(4)]
-    refused = api.get("/api/orders")
+    answers = [api.get("/api/v1/balances").status_code for _ in range(4)]
+    refused = api.get("/api/v1/orders/pending")
 
     assert answers == [200] * 4
     assert refused.status_code == 429
     assert refused.json()["message"].startswith("rate limit exceeded for reads of this key; retry after ")
-    assert _keyed(trader, "k2").get("/api/balances").status_code == 200
+    assert _keyed(trader, "k2").get("/api/v1/balances").status_code == 200
 
 
 def test_a_user_signed_in_with_a_session_is_limited_by_user(limits, trader):
@@ -181,15 +189,15 @@ def test_a_user_signed_in_with_a_session_is_limited_by_user(limits, trader):
     other_api = APIClient()
     other_api.force_authenticate(other)
 
-    answers = [api.post("/api/orders", _order(), format="json").status_code for _ in range(4)]
+    answers = [api.post("/api/v1/orders", _order(), format="json").status_code for _ in range(4)]
 
     assert answers == [201, 201, 201, 429]
     assert (
-        api.post("/api/orders", _order(), format="json")
+        api.post("/api/v1/orders", _order(), format="json")
         .json()["message"]
         .startswith("rate limit exceeded for trading requests of this user; ")
     )
-    assert other_api.post("/api/orders", _order(), format="json").status_code == 201
+    assert other_api.post("/api/v1/orders", _order(), format="json").status_code == 201
 
 
 # -- anonymous requests, per address -----------------------------------------------------------------
@@ -199,26 +207,30 @@ def test_requests_without_credentials_are_limited_per_address(limits, market):
     client = APIClient()
     before = _limited("anon")
 
-    answers = [client.get("/api/markets", REMOTE_ADDR="10.0.0.1").status_code for _ in range(2)]
-    refused = client.get("/api/markets/btc_usdt/book", REMOTE_ADDR="10.0.0.1")
+    answers = [client.get("/api/v1/markets", REMOTE_ADDR="10.0.0.1").status_code for _ in range(2)]
+    refused = client.get("/api/v1/orders/order-book?currency=usdt&coin=btc", REMOTE_ADDR="10.0.0.1")
 
     assert answers == [200, 200]
     assert refused.status_code == 429
     assert refused.json() == {
+        "success": False,
         "message": f"rate limit exceeded for requests without credentials from this address; "
-        f"retry after {refused['Retry-After']} s"
+        f"retry after {refused['Retry-After']} s",
+        "dataVersion": "1",
+        "data": None,
+        "errors": {},
     }
     assert 29 <= int(refused["Retry-After"]) <= 30  # 2 per minute
-    assert client.get("/api/markets", REMOTE_ADDR="10.0.0.2").status_code == 200
+    assert client.get("/api/v1/markets", REMOTE_ADDR="10.0.0.2").status_code == 200
     assert _limited("anon") == before + 1
 
 
 def test_an_address_over_the_anonymous_limit_is_not_limited_once_it_signs_in(limits, trader):
     client = APIClient()
     for _ in range(3):
-        client.get("/api/markets", REMOTE_ADDR="10.0.0.1")
+        client.get("/api/v1/markets", REMOTE_ADDR="10.0.0.1")
 
-    assert _keyed(trader, "k1").get("/api/markets", REMOTE_ADDR="10.0.0.1").status_code == 200
+    assert _keyed(trader, "k1").get("/api/v1/markets", REMOTE_ADDR="10.0.0.1").status_code == 200
 
 
 # -- authentication failures, per address ------------------------------------------------------------
@@ -238,7 +250,7 @@ def test_three_authentication_failures_block_the_address_for_what_needs_authenti
     assert _limited("auth_failures") == before + 2
     # Another address, and a public read from the blocked one, are not affected.
     assert client.get("/api/test/protected", HTTP_X_TEST_AUTH="good", REMOTE_ADDR="10.0.0.2").status_code == 200
-    assert client.get("/api/markets", REMOTE_ADDR="10.0.0.1").status_code == 200
+    assert client.get("/api/v1/markets", REMOTE_ADDR="10.0.0.1").status_code == 200
 
 
 def test_successful_authentications_do_not_count_as_failures(limits, trader):
@@ -286,7 +298,7 @@ def test_with_rate_limits_off_nothing_is_refused(limits, settings, market):
     for _ in range(4):
         client.get("/api/test/protected", HTTP_X_TEST_AUTH="bad")
 
-    answers = [client.get("/api/markets").status_code for _ in range(5)]
+    answers = [client.get("/api/v1/markets").status_code for _ in range(5)]
 
     assert answers == [200] * 5
     assert client.get("/api/test/protected", HTTP_X_TEST_AUTH="bad").status_code == 401
@@ -298,8 +310,8 @@ def test_with_redis_unreachable_requests_pass_and_are_counted_unchecked(limits, 
     client = APIClient()
     before = _unchecked("trade"), _unchecked("anon"), _unchecked("auth_failures")
 
-    placed = [api.post("/api/orders", _order(), format="json").status_code for _ in range(5)]
-    public = [client.get("/api/markets").status_code for _ in range(5)]
+    placed = [api.post("/api/v1/orders", _order(), format="json").status_code for _ in range(5)]
+    public = [client.get("/api/v1/markets").status_code for _ in range(5)]
     failed = [client.get("/api/test/protected", HTTP_X_TEST_AUTH="bad").status_code for _ in range(5)]
 
     assert placed == [201] * 5
@@ -316,7 +328,7 @@ def test_the_same_requests_with_redis_reachable_are_refused(limits, trader):
     """The counterpart of the test above: there the limits would have refused."""
     api = _keyed(trader, "k1")
 
-    placed = [api.post("/api/orders", _order(), format="json").status_code for _ in range(5)]
+    placed = [api.post("/api/v1/orders", _order(), format="json").status_code for _ in range(5)]
 
     assert placed == [201, 201, 201, 429, 429]
 
