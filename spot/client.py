@@ -45,6 +45,8 @@ API_PREFIX = "/api/v1"
 # the server is closing fails.
 IDLE_RECONNECT_S = 1.5
 
+ONE_NAME = "name the order by exactly one of order_id and client_order_id"
+
 # Errors that mean the server closed a kept-alive connection under us.
 _DROPPED = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
@@ -218,10 +220,14 @@ class SpotClient:
         response.existing = response.status == 200
         return response
 
-    def cancel(self, order_id: int) -> SpotResponse:
-        """``PUT /orders/{id}/cancel``: the matcher cancels it (the order shows ``canceled`` once
-        applied)."""
-        return self.request("PUT", f"/orders/{int(order_id)}/cancel")
+    def cancel(self, order_id: int | None = None, *, client_order_id: str | None = None) -> SpotResponse:
+        """``PUT /orders/{id}/cancel``, or ``PUT /orders/cancel`` with the ``client_order_id``: 200,
+        the matcher cancels it (the order shows ``canceled`` once applied)."""
+        if order_id is not None and client_order_id is None:
+            return self.request("PUT", f"/orders/{int(order_id)}/cancel")
+        if client_order_id is not None and order_id is None:
+            return self.request("PUT", "/orders/cancel", json={"client_order_id": client_order_id})
+        raise ValueError(ONE_NAME)
 
     def cancel_all(self, currency: str | None = None, coin: str | None = None) -> SpotResponse:
         """``PUT /orders/cancel-all``: every open order of the user, or of one market."""
@@ -239,9 +245,14 @@ class SpotClient:
         """``GET /orders/{currency}/{status}?coin=&type=&start_date=&end_date=&limit=&page=``."""
         return self.request("GET", f"/orders/{quote(currency, safe='')}/{quote(status, safe='')}", params=params)
 
-    def order(self, order_id: int) -> SpotResponse:
-        """``GET /orders/detail/{id}``: one of the user's orders."""
-        return self.request("GET", f"/orders/detail/{int(order_id)}")
+    def order(self, order_id: int | None = None, *, client_order_id: str | None = None) -> SpotResponse:
+        """``GET /orders/detail/{id}``, or ``GET /orders/detail?client_order_id=``: one of the user's
+        orders."""
+        if order_id is not None and client_order_id is None:
+            return self.request("GET", f"/orders/detail/{int(order_id)}")
+        if client_order_id is not None and order_id is None:
+            return self.request("GET", "/orders/detail", params={"client_order_id": client_order_id})
+        raise ValueError(ONE_NAME)
 
     def transactions(self, **params: Any) -> SpotResponse:
         """``GET /orders/transactions?currency=&coin=&start_date=&end_date=&page=&limit=``: the user's

@@ -188,11 +188,13 @@ def test_each_convenience_sends_its_route_under_api_v1(recorder) -> None:
     client = SpotClient(_url(recorder), "AKID", SECRET)
 
     client.cancel(7)
+    client.cancel(client_order_id="bot 1/2")
     client.cancel_all(currency="usdt")
     client.cancel_by_type("stop_limit", currency="usdt", coin="btc")
     client.pending(currency="usdt", coin=None, page=2)
     client.history("usdt", "executed", coin="btc", limit=5)
     client.order(7)
+    client.order(client_order_id="bot 1/2")
     client.transactions(currency="usdt")
     client.balances()
     client.markets()
@@ -201,17 +203,30 @@ def test_each_convenience_sends_its_route_under_api_v1(recorder) -> None:
 
     assert [(method, target, body) for method, target, _, body in recorder.requests] == [
         ("PUT", "/api/v1/orders/7/cancel", b""),
+        ("PUT", "/api/v1/orders/cancel", b'{"client_order_id":"bot 1/2"}'),
         ("PUT", "/api/v1/orders/cancel-all", b'{"currency":"usdt"}'),
         ("PUT", "/api/v1/orders/cancel-by-type", b'{"type":"stop_limit","currency":"usdt","coin":"btc"}'),
         ("GET", "/api/v1/orders/pending?currency=usdt&page=2", b""),
         ("GET", "/api/v1/orders/usdt/executed?coin=btc&limit=5", b""),
         ("GET", "/api/v1/orders/detail/7", b""),
+        ("GET", "/api/v1/orders/detail?client_order_id=bot+1%2F2", b""),
         ("GET", "/api/v1/orders/transactions?currency=usdt", b""),
         ("GET", "/api/v1/balances", b""),
         ("GET", "/api/v1/markets", b""),
         ("GET", "/api/v1/orders/order-book?currency=usdt&coin=btc", b""),
         ("GET", "/api/v1/orders/transactions/recent?currency=usdt&coin=btc&count=5", b""),
     ]
+
+
+def test_an_order_is_named_by_its_id_or_its_client_order_id_not_both_nor_neither(recorder) -> None:
+    client = SpotClient(_url(recorder), "AKID", SECRET)
+
+    for call in (client.cancel, client.order):
+        with pytest.raises(ValueError, match="exactly one"):
+            call()
+        with pytest.raises(ValueError, match="exactly one"):
+            call(7, client_order_id="a")
+    assert recorder.requests == []
 
 
 def test_it_signs_the_query_string_as_sent_under_a_base_url_prefix(recorder) -> None:
