@@ -298,9 +298,16 @@ class OrderBook:
             result.remaining = remaining
             result.status = OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.PENDING
         if trades:
-            self._last_price = trades[-1].price
+            last = self._last_price = trades[-1].price
             if self._stops and not self._cascading:
-                self._cascade(result)
+                # Only a stop at the top of its heap can be due (a dead top may give a false alarm,
+                # which _cascade clears): most trades trigger nothing, and this costs two peeks.
+                first = trades[0].price
+                ge, le = self._ge, self._le
+                if (ge and ge[0][0] <= (first if first > last else last)) or (
+                    le and -le[0][0] >= (last if first > last else first)
+                ):
+                    self._cascade(result)
         return result
 
     def restore(self, order_id: int, user: int, side: Side, price: int, quantity: int, filled: int, seq: int) -> None:
