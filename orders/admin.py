@@ -88,12 +88,17 @@ class OrderAdmin(ReadOnlyAdmin):
         "trade_type",
         "type",
         "price",
+        "base_price",
+        "stop_condition",
         "quantity",
         "executed_quantity",
         "status",
+        "client_order_id",
         "updated_at",
     )
     list_filter = ("status", "trade_type", "type", "coin")
+    # Not client_order_id: it is unique per user only, and OR'ed with the id it would turn every search
+    # into a scan of the table (its index leads with the user).
     list_select_related = ("user",)
     search_fields = ("=id",)
     ordering = ("-created_at",)

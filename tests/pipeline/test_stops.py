@@ -19,6 +19,7 @@ from orders.selectors import order_get
 from orders.services import order_cancel, order_place
 from spot import keys
 from tests.conftest import drain_all
+from tests.pipeline.conftest import stream_settled, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +28,7 @@ class Scenario:
     """Places orders through intake and remembers the stream's command lines before the engine trims
     them (the replay gets exactly what the matcher got)."""
 
-    def __init__(self, market, redis_client, engine) -> None:
+    def __init__(self, market, redis_client, engine=None) -> None:
         self.market = market
         self.engine = engine
         self.queue = RedisStreamOrderQueue(redis_client, market.code)
@@ -274,3 +275,30 @@ def test_a_triggered_stop_is_read_from_the_db_while_its_cache_still_says_stoppin
     redis_client.hset(keys.order(stop.id), "status", "stopping")
 
     assert order_get(user=user, order_id=stop.id)["status"] == "executed"
+
+
+@pytest.mark.slow
+def test_waiting_stops_survive_a_killed_matcher_process_and_trigger_in_its_successor(
+    market, traders, redis_client, matchers
+):
+    s = Scenario(market, redis_client, engine=None)
+    maker, taker, up, down = traders[:4]
+    first = matchers.start()
+    s.place(maker, "sell", "limit", "1", price="100.00")
+    s.place(taker, "buy", "limit", "0.1", price="100.00")  # last trade price 100
+    s.place(maker, "sell", "limit", "1", price="105.00")
+    stops = [
+        s.place(up, "buy", "stop_limit", "0.2", price="106.00", base_price="105.00", stop_condition="ge"),
+        s.place(down, "sell", "stop_market", "0.3", base_price="95.00", stop_condition="le"),
+        s.place(up, "buy", "stop_market", "0.1", base_price="104.00", stop_condition="ge"),
+    ]
+    wait_until(lambda: _status(*stops) == ["stopping"] * 3, 60, message="the stops to wait")
+
+    first.kill()  # kill -9: its book, waiting stops included, is gone
+    matchers.start()
+    s.place(taker, "buy", "limit", "1", price="105.00")  # trades at 100, then 105: both buy stops trigger
+    wait_until(lambda: _status(*stops) == ["executed", "stopping", "executed"], 60, message="the successor")
+    wait_until(lambda: stream_settled(redis_client, market), 30, message="the stream to settle")
+
+    assert _seq(stops[0]) < _seq(stops[2])
+    assert s.end_state() == []
