@@ -32,7 +32,7 @@ from rest_framework.throttling import BaseThrottle
 
 from orders.models import ApiKeyScope
 from spot.client import signing_message
-from spot.ratelimit import signed_request_limits, signed_request_refusal
+from spot.ratelimit import deferred_auth_failure_refusal, signed_request_limits, signed_request_refusal
 
 if TYPE_CHECKING:
     from orders.apikeys import KeyRecord
@@ -74,21 +74,21 @@ class ApiKeyAuthentication(BaseAuthentication):
             return None
         missing = [h for h, v in zip(HEADERS, (key_id, timestamp, signature), strict=True) if not v]
         if missing:
-            raise AuthenticationFailed(f"missing header {', '.join(missing)}")
+            raise _early_refusal(request, f"missing header {', '.join(missing)}")
         assert key_id is not None and timestamp is not None and signature is not None
 
         if not _TIMESTAMP.fullmatch(timestamp):
-            raise AuthenticationFailed("malformed X-API-Timestamp: milliseconds since the epoch, digits only")
+            raise _early_refusal(request, "malformed X-API-Timestamp: milliseconds since the epoch, digits only")
         window = settings.API_RECV_WINDOW_MS
         skew = int(timestamp) - int(time.time() * 1000)
         if skew < -window:
-            raise AuthenticationFailed(f"timestamp too old: more than {window} ms before the server's clock")
+            raise _early_refusal(request, f"timestamp too old: more than {window} ms before the server's clock")
         if skew > window:
-            raise AuthenticationFailed(f"timestamp in the future: more than {window} ms after the server's clock")
+            raise _early_refusal(request, f"timestamp in the future: more than {window} ms after the server's clock")
         if not _KEY_ID.fullmatch(key_id):
-            raise AuthenticationFailed("unknown or revoked API key")
+            raise _early_refusal(request, "unknown or revoked API key")
         if not _SIGNATURE.fullmatch(signature):
-            raise AuthenticationFailed("bad signature: X-API-Signature must be 64 lowercase hex digits")
+            raise _early_refusal(request, "bad signature: X-API-Signature must be 64 lowercase hex digits")
 
         # Imported here, not at the top: DRF imports this module while `rest_framework.views` loads
         # (its settings name it), and orders.apikeys imports modules that import that.
@@ -146,6 +146,14 @@ class HasKeyScope(BasePermission):
             return True
         self.message = f"this API key lacks the {needed} scope"
         return False
+
+
+def _early_refusal(request: Request, message: str) -> Exception:
+    """The 401 of a request refused before its key lookup, or the 429 of an address over its
+    authentication failures: the middleware left that check to the lookup, which this request never
+    reaches, so it is made here (a refused request's second round trip)."""
+    refusal = deferred_auth_failure_refusal(request._request)
+    return refusal if refusal is not None else AuthenticationFailed(message)
 
 
 def _target(request: Request) -> tuple[str, str]:

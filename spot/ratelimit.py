@@ -250,6 +250,19 @@ def signed_request_refusal(waits: dict[str, int]) -> RateLimitExceeded | None:
     return RateLimitExceeded(_auth_failure_message(wait_s), wait_s)
 
 
+def deferred_auth_failure_refusal(request: HttpRequest) -> RateLimitExceeded | None:
+    """For a signed request refused before its key lookup (malformed headers, a stale timestamp):
+    the check of the address's authentication failures the middleware left to the lookup, made on its
+    own; the 429 if the address is over, else None."""
+    if not (settings.RATE_LIMITS_ENABLED and getattr(request, "auth_failure_check_deferred", False)):
+        return None
+    wait_s = rate_check(Scope.AUTH_FAILURES, f"ip:{client_address(request)}", count=False)
+    if not wait_s:
+        return None
+    metrics.RATE_LIMITED.labels(Scope.AUTH_FAILURES.value).inc()
+    return RateLimitExceeded(_auth_failure_message(wait_s), wait_s)
+
+
 def _auth_failure_message(wait_s: int) -> str:
     return f"too many failed authentications from this address; retry after {wait_s} s"
 

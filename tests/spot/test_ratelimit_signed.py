@@ -101,3 +101,14 @@ def test_with_redis_unreachable_a_signed_order_still_goes_through(limits, key, s
     response = post(*key)
 
     assert response.status_code == 201, response.content
+
+
+def test_a_blocked_address_is_429_even_for_headers_refused_before_the_lookup(limits, key):
+    stale = {"X-API-Key": key[0], "X-API-Timestamp": "0", "X-API-Signature": "0" * 64}
+    client = APIClient()
+    failures = [client.post(PATH, ORDER, format="json", headers=stale).status_code for _ in range(3)]
+
+    blocked = client.post(PATH, ORDER, format="json", headers=stale)
+
+    assert failures == [401, 401, 401]
+    assert blocked.status_code == 429
