@@ -32,7 +32,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from matching.core import plain
-from orders.errors import MarketNotFound, MarketUnavailable, OrderConflict, OrderRejected
+from orders.errors import MarketNotFound, MarketUnavailable, OrderConflict, OrderNotFound, OrderRejected
 from orders.models import OPEN_STATUSES, Market, OrderStatus, OrderType, Side, StopCondition, TimeInForce, choices
 from orders.schema import (
     AMOUNT_SCHEMA,
@@ -82,6 +82,7 @@ AMOUNT_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 JSON_NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 COUNT_TEXT = re.compile(r"[0-9]{1,9}")
 MILLIS_TEXT = re.compile(r"[0-9]{1,15}")
+ORDER_ID_TEXT = re.compile(r"[0-9]{1,30}")
 # A coin or currency as stored (the halves of a market code, ``orders.selectors.MARKET_CODE``).
 ASSET_TEXT = re.compile(r"[a-z0-9]{1,16}")
 MILLIS_MAX = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last moment a datetime holds
@@ -529,8 +530,8 @@ class OrderDetailApi(APIView):
         parameters=[OpenApiParameter("order_id", int, OpenApiParameter.PATH)],
         responses={200: OrderOutput(), **errors(401, 403, 404, 429, 503)},
     )
-    def get(self, request: Request, order_id: int) -> Response:
-        return Response(order_get(user=request.user, order_id=order_id))
+    def get(self, request: Request, order_id: str) -> Response:
+        return Response(order_get(user=request.user, order_id=_order_id(order_id)))
 
 
 class OrderClientDetailApi(APIView):
@@ -558,8 +559,8 @@ class OrderCancelApi(APIView):
         parameters=[OpenApiParameter("order_id", int, OpenApiParameter.PATH)],
         responses={200: CancelOutput(), **errors(401, 403, 404, 409, 429, 503)},
     )
-    def put(self, request: Request, order_id: int) -> Response:
-        order = order_cancel(user=request.user, order_id=order_id)  # 404 for another user's order
+    def put(self, request: Request, order_id: str) -> Response:
+        order = order_cancel(user=request.user, order_id=_order_id(order_id))  # 404 for another user's order
         return _cancel_requested(order.id)
 
 
@@ -719,6 +720,14 @@ def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dic
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+def _order_id(text: str) -> int:
+    """An order id from the path. Any segment is routed here (not only digits), so that
+    ``/orders/x/cancel`` is this route's 404 rather than a 405 of the history route it would match."""
+    if not ORDER_ID_TEXT.fullmatch(text):
+        raise OrderNotFound(f"order {_shown(text)} not found", field="order_id")
+    return int(text)
 
 
 def _time_in_force(ioc: bool | None, time_in_force: str | None) -> str:

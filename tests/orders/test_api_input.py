@@ -707,7 +707,7 @@ def test_an_empty_price_in_a_form_is_no_price(api, trader, redis_client):
     assert Order.objects.get().price is None
 
 
-@pytest.mark.parametrize("order_id", ["99999999999999999999999", "0", "00001"])
+@pytest.mark.parametrize("order_id", ["99999999999999999999999", "0", "00001", "x", "null,null", "-1", "1.0", "%C3%A9"])
 def test_an_order_id_out_of_any_range_is_a_404(api, order_id, redis_client):
     for method, path in (("get", f"/api/v1/orders/detail/{order_id}"), ("put", f"/api/v1/orders/{order_id}/cancel")):
         response = getattr(api, method)(path)
