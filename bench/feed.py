@@ -36,7 +36,19 @@ def accept(
     ids: dict[int, int] = {}
     for start in range(0, len(places), chunk):
         part = places[start : start + chunk]
-        requests = [OrderRequest(user_ids[p.user], p.side, p.type, p.quantity, p.price, p.tif) for p in part]
+        requests = [
+            OrderRequest(
+                user_ids[p.user],
+                p.side,
+                p.type,
+                p.quantity,
+                p.price,
+                p.tif,
+                base_price=p.base_price,
+                stop_condition=p.stop_condition,
+            )
+            for p in part
+        ]
         for place, order in zip(part, order_place_many(market=market, requests=requests, enqueue=False), strict=True):
             ids[place.ref] = order.id
     orders = {o.id: o for o in market_orders(market, ids.values())}

@@ -12,7 +12,10 @@
   fill that exhausts it is a ``pop()``.
 
 Matching rules are the core's (price-time priority, integer ticks and lots), re-done on the array
-book; settlement is the engine's own module (``matching.worker.settlement``), called here per command
+book. Stop orders (issue 10), the simplest way: the waiting ones in a dict in placement order and the
+last trade price; after each order that traded, every waiting stop is checked against every price it
+traded at, and the ones triggered enter the book one by one, first in first out, each with the next
+sequence number, all in the command's transaction. Settlement is the engine's own module (``matching.worker.settlement``), called here per command
 as the engine calls it per batch. So the end state passes the same checks (``orders.invariants``) as
 the real pipeline's for the same command stream.
 
@@ -20,7 +23,8 @@ Best configuration, and why:
 - Django's connection runs with autocommit off for the worker's life (``transaction.set_autocommit``),
   so a transaction costs its statements plus one ``COMMIT``; ``atomic()`` would add two ``SET
   autocommit`` statements per order.
-- The book is changed only after the commit, so a failed transaction leaves the book equal to the DB.
+- The book changes as the command matches (a triggered stop must see what the orders before it did);
+  when the transaction fails, the book is rebuilt from the DB before the next command.
 - No monitoring events for this task (``send_events=False``): three Redis publishes per message
   that the per-order design does not need. The producer's ``task-sent`` event follows the project
   setting ``CELERY_TASK_SEND_SENT_EVENT`` like any other task.
@@ -45,6 +49,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -63,6 +68,7 @@ from matching.core import (
     OrderType,
     PlaceResult,
     Side,
+    StopCondition,
     TimeInForce,
     Trade,
     floor_units,
@@ -74,6 +80,7 @@ from matching.worker.settlement import BASE, MarketSpec, OrderState, Settlement
 from orders.balances import fee_account_id
 from orders.models import Balance, Market, Order, OrderStatus
 from orders.models import Trade as TradeRecord
+from orders.outbox import order_command
 from spot import keys
 from spot.celery import app
 from spot.redis import redis_client
@@ -93,6 +100,7 @@ NAIVE_PREFETCH = 1
 WORKER_ARGS = ["--include", "bench.naive", "--concurrency", "1", "--prefetch-multiplier", str(NAIVE_PREFETCH)]
 
 _BUY = Side.BUY
+_STOP_TYPES = (OrderType.STOP_LIMIT, OrderType.STOP_MARKET)
 
 
 def queue_name(market_code: str) -> str:
@@ -251,6 +259,9 @@ class NaiveMatcher:
         self.counter = counter
         self.book = ArrayBook()
         self.last_seq = 0
+        self.stops: dict[int, PlaceCommand] = {}  # waiting stop orders, in placement order
+        self.last_price: int | None = None  # of the market's latest trade, in ticks
+        self._stale = False  # the book changed in a transaction that failed: rebuild it first
 
     @classmethod
     def load(cls, market_id: int, counter: StatementCounter) -> NaiveMatcher:
@@ -295,8 +306,14 @@ class NaiveMatcher:
                 )
             )
         book.check_invariants()
+        waiting = market_orders.filter(status=OrderStatus.STOPPING).order_by("seq")
+        self.stops = {order.id: order_command(order, "") for order in waiting}
+        last = TradeRecord.objects.filter(coin=spec.coin, currency=spec.currency).order_by("-created_at", "-id")
+        last_trade = last.values_list("price", flat=True).first()
+        self.last_price = None if last_trade is None else to_units(last_trade, spec.tick_size, what="price")
         self._end_transaction()
         self.book = book
+        self._stale = False
 
     # -- one command, one transaction ----------------------------------------------------------
 
@@ -306,6 +323,8 @@ class NaiveMatcher:
         command = decode(command_json)
         if command.market is not None and command.market != self.spec.code:
             raise MalformedCommand(f"market {command.market!r} is not {self.spec.code!r}")
+        if self._stale:
+            self.rebuild()
         self._manual_transactions()
         try:
             if isinstance(command, PlaceCommand):
@@ -313,12 +332,13 @@ class NaiveMatcher:
             return self._cancel(command)
         except BaseException:
             self._rollback()
+            self._stale = True
             raise
 
     def _place(self, command: PlaceCommand) -> Handled:
         spec = self.spec
-        if command.id in self.book.index:
-            logger.warning("naive %s: order %s is already resting; duplicate ignored", spec.code, command.id)
+        if command.id in self.book.index or command.id in self.stops:
+            logger.warning("naive %s: order %s is already in the book; duplicate ignored", spec.code, command.id)
             return Handled(False)
         if command.held is None:
             raise MalformedCommand(f"order {command.id}: the command does not say what the order holds")
@@ -329,16 +349,51 @@ class NaiveMatcher:
         seq = self.last_seq + 1
         effects = Settlement(spec, self.fee_account)
         try:
-            quantity, price, budget = self._units(command)
+            quantity, price, budget, base = self._units(command)
         except InvalidOrder as exc:
             logger.warning("naive %s: order %s rejected: %s", spec.code, command.id, exc)
             effects.reject(command, seq, str(exc))
             self._write(effects)
             self.last_seq = seq
             return Handled(True)
+        if base is not None and (self.last_price is None or not _triggers(command, base, self.last_price)):
+            effects.wait(command, seq)  # a stop order waits for its trigger
+            self._write(effects)
+            self.last_seq = seq
+            self.stops[command.id] = command
+            return Handled(True)
 
+        # The order enters the book (a stop too, when the last trade price already triggers it), then
+        # each stop its trades trigger, and each stop theirs trigger, first in first out.
+        trades = self._enter(command, quantity, price, budget, seq, effects)
+        count = len(trades)
+        queue = deque(self._triggered_by(trades))
+        while queue:
+            stop = queue.popleft()
+            seq += 1
+            quantity, price, budget, _ = self._units(stop)
+            trades = self._enter(stop, quantity, price, budget, seq, effects)
+            count += len(trades)
+            queue.extend(self._triggered_by(trades))
+        self._write(effects)
+        self.last_seq = seq
+        return Handled(True, count)
+
+    def _enter(
+        self,
+        command: PlaceCommand,
+        quantity: int,
+        price: int | None,
+        budget: int | None,
+        seq: int,
+        effects: Settlement,
+    ) -> list[Trade]:
+        """Match one order (a placed one, or a stop that triggered, as the limit or market order it
+        becomes) against the array book, settle it into ``effects`` and change the book; returns its
+        trades."""
         side, tif = command.side, command.tif
-        if command.type is OrderType.MARKET:
+        market_order = command.type in (OrderType.MARKET, OrderType.STOP_MARKET)
+        if market_order:
             tif = TimeInForce.IOC  # market orders never rest
         opposite = self.book.opposite(side)
         fills: list[Trade] = []
@@ -365,7 +420,7 @@ class NaiveMatcher:
                 )
                 makers[maker.id] = OrderState(maker.filled, maker.quote, maker.fee)
         filled = quantity - remaining
-        rests = bool(remaining) and command.type is OrderType.LIMIT and tif is TimeInForce.GTC
+        rests = bool(remaining) and not market_order and tif is TimeInForce.GTC
         if not remaining:
             status = CoreStatus.EXECUTED
         elif rests:
@@ -375,10 +430,6 @@ class NaiveMatcher:
         result = PlaceResult(command.id, status, filled, remaining if rests else 0, notional, seq, fills)
         index = self.book.index
         changed = effects.place(command, result, makers)  # the engine's settlement, the same rules
-        self._write(effects)
-
-        # Committed: now the book may change.
-        self.last_seq = seq
         for order_id, state in changed:
             if order_id == command.id:
                 if state is not None:
@@ -394,9 +445,35 @@ class NaiveMatcher:
             else:
                 maker = index[order_id]
                 maker.filled, maker.quote, maker.fee = state.filled, state.quote, state.fee
-        return Handled(True, len(fills))
+        if fills:
+            self.last_price = fills[-1].price
+        return fills
+
+    def _triggered_by(self, trades: list[Trade]) -> list[PlaceCommand]:
+        """Take out of waiting every stop that one of these trades' prices triggers, in placement order."""
+        if not trades or not self.stops:
+            return []
+        hit = [stop for stop in self.stops.values() if any(_triggers(stop, self._base(stop), t.price) for t in trades)]
+        for stop in hit:
+            del self.stops[stop.id]
+        return hit
+
+    def _base(self, stop: PlaceCommand) -> int:
+        """A waiting stop's base price in ticks (it was checked when it was placed)."""
+        assert stop.base_price is not None, "a waiting stop has a base price"
+        return to_units(stop.base_price, self.spec.tick_size, what="base price")
 
     def _cancel(self, command: CancelCommand) -> Handled:
+        stop = self.stops.get(command.id)
+        if stop is not None and (command.user is None or stop.user == command.user):
+            Order.objects.select_for_update().get(id=command.id)  # lock and read the order row
+            effects = Settlement(self.spec, self.fee_account)
+            lots = to_units(stop.quantity, self.spec.lot_size, what="quantity")
+            price = 0 if stop.price is None else to_units(stop.price, self.spec.tick_size, what="price")
+            effects.cancel_stop(CancelResult(stop.id, stop.user, stop.side, price, 0, lots, True), stop)
+            self._write(effects)
+            del self.stops[command.id]
+            return Handled(True)
         order = self.book.index.get(command.id)
         if order is None or (command.user is not None and order.user != command.user):
             return Handled(False)  # not resting (or a forged user): nothing to write, as in the engine
@@ -410,18 +487,27 @@ class NaiveMatcher:
 
     # -- rules, as matching.matcher.MarketMatcher and matching.core.OrderBook apply them -------
 
-    def _units(self, command: PlaceCommand) -> tuple[int, int | None, int | None]:
-        """(quantity lots, price ticks, budget tick-lots); raises ``InvalidOrder`` as the core would."""
+    def _units(self, command: PlaceCommand) -> tuple[int, int | None, int | None, int | None]:
+        """(quantity lots, price ticks, budget tick-lots, base price ticks); raises ``InvalidOrder`` as
+        the matcher and the core would."""
         spec = self.spec
         quantity = to_units(command.quantity, spec.lot_size, what="quantity")
         price = None if command.price is None else to_units(command.price, spec.tick_size, what="price")
         budget = None
         if command.quote_budget is not None:
             budget = floor_units(command.quote_budget, spec.tick_size * spec.lot_size, what="quote budget")
+        base = None if command.base_price is None else to_units(command.base_price, spec.tick_size, what="base price")
         oid = command.id
+        if command.type in _STOP_TYPES:
+            if base is None or base <= 0:
+                raise InvalidOrder(f"order {oid}: a stop order needs a positive base price")
+            if command.stop_condition is None:
+                raise InvalidOrder(f"order {oid}: a stop order needs a stop condition (ge or le)")
+        elif base is not None or command.stop_condition is not None:
+            raise InvalidOrder(f"order {oid}: a base price and a stop condition are for stop orders only")
         if quantity <= 0:
             raise InvalidOrder(f"order {oid}: quantity must be positive")
-        if command.type is OrderType.LIMIT:
+        if command.type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
             if price is None or price <= 0:
                 raise InvalidOrder(f"order {oid}: a limit order needs a positive price")
             if budget is not None:
@@ -431,7 +517,7 @@ class NaiveMatcher:
                 raise InvalidOrder(f"order {oid}: a market order takes no price")
             if budget is not None and (command.side is not _BUY or budget <= 0):
                 raise InvalidOrder(f"order {oid}: a quote budget must be positive, on a buy")
-        return quantity, price, budget
+        return quantity, price, budget, base
 
     @staticmethod
     def _can_fill(opposite: list[Resting], side: Side, price: int | None, quantity: int) -> bool:
@@ -518,6 +604,11 @@ class NaiveMatcher:
     def _end_transaction(self) -> None:
         if not connection.get_autocommit():
             self._commit()
+
+
+def _triggers(stop: PlaceCommand, base: int, price: int) -> bool:
+    """Whether a trade at ``price`` (ticks) triggers the stop order whose base price is ``base``."""
+    return price >= base if stop.stop_condition is StopCondition.GE else price <= base
 
 
 # -- the worker's side -----------------------------------------------------------------------------

@@ -39,9 +39,11 @@ def in_process() -> Iterator[naive.StatementCounter]:
     naive.forget_matchers()
 
 
-def _accept(market, traders, redis_client, count: int, seed: int) -> list[tuple[str, int | None]]:
+def _accept(
+    market, traders, redis_client, count: int, seed: int, stop_share: float = 0.0
+) -> list[tuple[str, int | None]]:
     feed.publish_reference(redis_client, market, Decimal("30000.20"))
-    commands = workload.generate(count, seed=seed, users=len(traders))
+    commands = workload.generate(count, seed=seed, users=len(traders), stop_share=stop_share)
     return feed.accept(market, [u.id for u in traders], commands)
 
 
@@ -87,6 +89,32 @@ def test_the_naive_matcher_ends_where_the_replay_does_and_its_book_equals_a_rebu
     rebuilt = naive.NaiveMatcher.load(market.id, in_process)
     assert [(o.id, o.price, o.remaining, o.seq, o.filled, o.quote, o.fee) for o in rebuilt.book.orders()] == in_memory
     assert rebuilt.last_seq == matcher.last_seq
+
+
+def test_stop_orders_trigger_in_the_naive_matcher_as_in_the_replay_and_survive_a_rebuild(
+    market, traders, redis_client, in_process
+):
+    items = _accept(market, traders, redis_client, 1500, seed=21, stop_share=0.15)
+    totals = invariants.asset_totals(["btc", "usdt"])
+    matcher = naive.NaiveMatcher.load(market.id, in_process)
+
+    for command, _ in items:
+        matcher.handle(command)
+
+    matcher.book.check_invariants()
+    connection.set_autocommit(True)
+    _assert_end_state(market, [c for c, _ in items], totals)
+    stops = Order.objects.filter(coin=market.coin, currency=market.currency, type__startswith="stop_")
+    waiting = list(stops.filter(status=OrderStatus.STOPPING).order_by("seq").values_list("id", flat=True))
+    traded = stops.filter(executed_quantity__gt=0).count()  # only a stop that triggered can trade
+    assert traded > 20 and waiting, "stops trigger and trade, and some still wait"
+    assert list(matcher.stops) == waiting
+    rebuilt = naive.NaiveMatcher.load(market.id, in_process)
+    assert list(rebuilt.stops) == waiting
+    assert rebuilt.last_price == matcher.last_price is not None
+    assert [(o.id, o.remaining, o.seq) for o in rebuilt.book.orders()] == [
+        (o.id, o.remaining, o.seq) for o in matcher.book.orders()
+    ]
 
 
 def test_a_redelivered_command_changes_nothing_the_second_time(market, traders, redis_client, in_process):
