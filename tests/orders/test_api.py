@@ -1074,3 +1074,15 @@ def test_private_reads_need_credentials(market, path):
     response = APIClient().get(path)
 
     assert error(response, 401) == ("Authentication credentials were not provided.", {})
+
+
+def test_cancel_all_takes_a_put_without_a_body(api, trader, redis_client):
+    order = OrderFactory(user=trader, status="pending")
+
+    data = ok(
+        api.put("/api/v1/orders/cancel-all"),
+        message="cancel requested for 1 orders: each shows canceled once the matcher has applied it",
+    )
+
+    assert data == {"count": 1, "ids": [order.id]}
+    assert redis_client.xlen("orders:btc_usdt") == 1
