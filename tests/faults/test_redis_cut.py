@@ -44,7 +44,7 @@ class Http:
 
     def place(self, order: dict, user) -> int:
         try:
-            return self.clients[user.pk].request("POST", "/api/orders", json=order).status
+            return self.clients[user.pk].request("POST", "/orders", json=order).status
         except OSError:
             return 0
 
@@ -64,10 +64,17 @@ def _pairs(market, traders, start: int, count: int) -> list[dict]:
     orders = []
     for n in range(start, start + count):
         price = f"{30000 + n}.00"
-        orders.append(
-            {"market": market.code, "trade_type": "sell", "type": "limit", "price": price, "quantity": "0.01"}
-        )
-        orders.append({"market": market.code, "trade_type": "buy", "type": "limit", "price": price, "quantity": "0.01"})
+        for side in ("sell", "buy"):
+            orders.append(
+                {
+                    "currency": market.currency,
+                    "coin": market.coin,
+                    "trade_type": side,
+                    "type": "limit",
+                    "price": price,
+                    "quantity": "0.01",
+                }
+            )
     return orders
 
 

@@ -24,7 +24,7 @@ from tests.spot.conftest import WebServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-ORDER = {"market": "btc_usdt", "trade_type": "buy", "type": "limit", "quantity": "0.5", "price": "100.00"}
+ORDER = {"currency": "usdt", "coin": "btc", "trade_type": "buy", "type": "limit", "quantity": "0.5", "price": "100.00"}
 
 
 @pytest.fixture
@@ -58,17 +58,22 @@ def test_a_bot_places_lists_and_cancels_with_the_shipped_client(web, trader):
     key, secret = api_key_create(user=trader, label="bot", scopes="read,trade")
     client = SpotClient(f"http://127.0.0.1:{web.port}", key.key_id, secret)
 
-    placed = client.place("btc_usdt", "buy", "limit", Decimal("0.5"), price=Decimal("100.00"))
+    placed = client.place("usdt", "btc", "buy", "limit", Decimal("0.5"), price=Decimal("100.00"))
     assert placed.status == 201, placed
-    order_id = placed.json()["id"]
-    assert [o["id"] for o in client.orders(market="btc_usdt", limit=10).json()] == [order_id]
-    assert client.order(order_id).json()["id"] == order_id
+    order_id = placed.data["id"]
+    assert [o["id"] for o in client.pending(currency="usdt", coin="btc", limit=10).data["data"]] == [order_id]
+    assert client.order(order_id).data["id"] == order_id
     assert client.balances().status == 200
-    assert client.book("btc_usdt").status == 200
-    assert client.trades("btc_usdt").status == 200
+    assert client.book("usdt", "btc").status == 200
+    assert client.trades("usdt", "btc").status == 200
     canceled = client.cancel(order_id)
 
-    assert canceled.status == 202 and canceled.json() == {"id": order_id, "status": "cancel_requested"}
+    assert canceled.status == 200 and canceled.json() == {
+        "success": True,
+        "message": "cancel requested: the order shows canceled once the matcher has applied it",
+        "dataVersion": "1",
+        "data": {"id": order_id, "status": "cancel_requested"},
+    }
     assert Order.objects.get(id=order_id).user_id == trader.pk
     client.close()
 
@@ -78,9 +83,9 @@ def test_the_signature_covers_the_path_as_sent_percent_encoded(web, trader):
     client = SpotClient(f"http://127.0.0.1:{web.port}", key.key_id, secret)
 
     # %5F is "_": Django routes the decoded path, the signature covers the bytes the client sent.
-    assert client.request("GET", "/api/markets/btc%5Fusdt/book").status == 200
-    headers = signed_headers(key.key_id, secret, "GET", "/api/markets/btc_usdt/book")
-    assert send(web, "GET", "/api/markets/btc%5Fusdt/book", headers)[0] == 401
+    assert client.request("GET", "/orders/usdt/partially%5Ffilled").status == 200
+    headers = signed_headers(key.key_id, secret, "GET", "/api/v1/orders/usdt/partially_filled")
+    assert send(web, "GET", "/api/v1/orders/usdt/partially%5Ffilled", headers)[0] == 401
 
 
 def test_each_refusal_says_which_check_failed(web, trader):
@@ -93,38 +98,40 @@ def test_each_refusal_says_which_check_failed(web, trader):
         assert status == 401, (status, answer)
         return answer["body"]["message"]
 
-    signed = signed_headers(key.key_id, secret, "POST", "/api/orders", "", body)
-    assert message("POST", "/api/orders", signed, body.replace(b"0.5", b"9.5")).startswith("bad signature")
-    signed = signed_headers(key.key_id, secret, "GET", "/api/orders", "limit=1")
-    assert message("GET", "/api/orders?limit=2", signed, b"").startswith("bad signature")
-    assert message("GET", "/api/balances?limit=1", signed, b"").startswith("bad signature")
-    wrong = signed_headers(key.key_id, secret.swapcase(), "POST", "/api/orders", "", body)
-    assert message("POST", "/api/orders", wrong).startswith("bad signature")
-    old = signed_headers(key.key_id, secret, "POST", "/api/orders", "", body, now_ms=now - 60_000)
-    assert message("POST", "/api/orders", old).startswith("timestamp too old")
-    future = signed_headers(key.key_id, secret, "POST", "/api/orders", "", body, now_ms=now + 60_000)
-    assert message("POST", "/api/orders", future).startswith("timestamp in the future")
-    once = signed_headers(key.key_id, secret, "POST", "/api/orders", "", body)
-    assert send(web, "POST", "/api/orders", once, body)[0] == 201
-    assert message("POST", "/api/orders", once) == "replayed request: this signature was already used"
+    signed = signed_headers(key.key_id, secret, "POST", "/api/v1/orders", "", body)
+    assert message("POST", "/api/v1/orders", signed, body.replace(b"0.5", b"9.5")).startswith("bad signature")
+    signed = signed_headers(key.key_id, secret, "GET", "/api/v1/orders/pending", "limit=1")
+    assert message("GET", "/api/v1/orders/pending?limit=2", signed, b"").startswith("bad signature")
+    assert message("GET", "/api/v1/balances?limit=1", signed, b"").startswith("bad signature")
+    wrong = signed_headers(key.key_id, secret.swapcase(), "POST", "/api/v1/orders", "", body)
+    assert message("POST", "/api/v1/orders", wrong).startswith("bad signature")
+    old = signed_headers(key.key_id, secret, "POST", "/api/v1/orders", "", body, now_ms=now - 60_000)
+    assert message("POST", "/api/v1/orders", old).startswith("timestamp too old")
+    future = signed_headers(key.key_id, secret, "POST", "/api/v1/orders", "", body, now_ms=now + 60_000)
+    assert message("POST", "/api/v1/orders", future).startswith("timestamp in the future")
+    once = signed_headers(key.key_id, secret, "POST", "/api/v1/orders", "", body)
+    assert send(web, "POST", "/api/v1/orders", once, body)[0] == 201
+    assert message("POST", "/api/v1/orders", once) == "replayed request: this signature was already used"
     assert Order.objects.count() == 1
 
-    status, answer = send(web, "GET", "/api/balances", {})
+    status, answer = send(web, "GET", "/api/v1/balances", {})
     assert status == 401 and answer["WWW-Authenticate"].startswith("X-API-Signature")
 
     elsewhere, other_secret = api_key_create(user=trader, scopes="read", allowed_ips=["10.0.0.0/8"])
-    refused = signed_headers(elsewhere.key_id, other_secret, "GET", "/api/balances")
-    assert message("GET", "/api/balances", refused, b"") == "this API key does not allow requests from this IP address"
+    refused = signed_headers(elsewhere.key_id, other_secret, "GET", "/api/v1/balances")
+    assert (
+        message("GET", "/api/v1/balances", refused, b"") == "this API key does not allow requests from this IP address"
+    )
 
 
 def test_a_revoked_key_is_refused_at_once_by_both_web_workers(web, trader):
     key, secret = api_key_create(user=trader, scopes="read")
 
     def balances() -> int:
-        return send(web, "GET", "/api/balances", signed_headers(key.key_id, secret, "GET", "/api/balances"))[0]
+        return send(web, "GET", "/api/v1/balances", signed_headers(key.key_id, secret, "GET", "/api/v1/balances"))[0]
 
     def pids(status: int) -> set[str]:
-        pattern = re.compile(rf'"GET /api/balances HTTP/1\.1" {status} .* <?(\d+)>? \[')
+        pattern = re.compile(rf'"GET /api/v1/balances HTTP/1\.1" {status} .* <?(\d+)>? \[')
         return {m[1] for line in web.access_lines() if (m := pattern.search(line))}
 
     workers = {str(pid) for pid in web.worker_pids()}
@@ -164,4 +171,4 @@ def test_demo_load_trades_over_http_with_fresh_keys_and_revokes_them_when_it_sto
     (key,) = ApiKey.objects.filter(user=trader)
     assert key.label == "demo_load" and key.scopes == "trade" and key.revoked_at is not None
     assert "revoked its 1 API keys" in out.getvalue()
-    assert {line.split('" ')[1][:3] for line in web.access_lines() if "/api/orders" in line} <= {"201", "202", "409"}
+    assert {line.split('" ')[1][:3] for line in web.access_lines() if "/api/v1/orders" in line} <= {"200", "201", "409"}

@@ -64,7 +64,7 @@ class Trader:
         self.orders: list[int] = []
 
     def log_in(self) -> None:
-        """A fresh session (the fuzzer's ``DELETE /api/session`` logs the previous one out)."""
+        """A fresh session (the fuzzer's ``DELETE /api/v1/session`` logs the previous one out)."""
         session = SessionStore()
         session[SESSION_KEY] = str(self.user.pk)
         session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"

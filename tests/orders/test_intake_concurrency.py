@@ -94,9 +94,9 @@ def _http_placer(market, user, base_url: str) -> tuple[Place, Callable[[], None]
     client = SpotClient(base_url, key.key_id, secret)  # one per thread: a client is not thread-safe
 
     def place(side: str, price: str, quantity: str) -> tuple[str, int | None]:
-        response = client.place(market.code, side, "limit", quantity, price=price)
+        response = client.place(market.currency, market.coin, side, "limit", quantity, price=price)
         if response.status == 201:
-            return "accepted", response.json()["id"]
+            return "accepted", response.data["id"]
         prefix = "5xx" if response.status >= 500 else str(response.status)
         return f"{prefix} {response.body[:200]!r}", None
 

@@ -32,7 +32,7 @@ def schema(client) -> dict:
 
 
 def api_routes() -> set[str]:
-    """Every route under /api/ the URLconf serves, in OpenAPI's path syntax (``/api/orders/{order_id}``),
+    """Every route under /api/ the URLconf serves, in OpenAPI's path syntax (``/api/v1/orders/{order_id}/cancel``),
     without the schema and docs routes themselves."""
     found: set[str] = set()
 
@@ -124,12 +124,12 @@ def test_the_security_schemes_are_the_signed_headers_and_the_session(schema):
 
 
 def test_an_order_route_takes_all_three_signed_headers_together_or_a_session(schema):
-    security = schema["paths"]["/api/orders"]["post"]["security"]
+    security = schema["paths"]["/api/v1/orders"]["post"]["security"]
 
     assert {"apiKey": [], "apiTimestamp": [], "apiSignature": []} in security
     assert {"cookieAuth": []} in security
     assert {} not in security  # not public
-    assert {} in schema["paths"]["/api/markets"]["get"]["security"]  # public
+    assert {} in schema["paths"]["/api/v1/markets"]["get"]["security"]  # public
 
 
 def test_amount_inputs_are_ascii_decimal_strings_or_json_numbers(schema):

@@ -29,7 +29,7 @@ from tests.pipeline.proxy import CuttableProxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-COMPARED = ("status", "executed_quantity", "executed_quote", "average_price", "fee")
+COMPARED = ("status", "executed_quantity", "executed_price", "fee")  # executed_price: the average price
 
 
 def _redis_proxy() -> tuple[CuttableProxy, str]:
@@ -66,7 +66,7 @@ def _checkpoint_locked(market):
 
 
 def _disagreements(users) -> list[str]:
-    """Every order whose ``GET /api/orders/<id>`` read (cache first) differs from its DB row."""
+    """Every order whose ``GET /api/v1/orders/detail/<id>`` read (cache first) differs from its DB row."""
     owners = {user.pk: user for user in users}
     found = []
     for order in Order.objects.order_by("id"):

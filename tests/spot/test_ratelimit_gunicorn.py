@@ -18,7 +18,7 @@ from django.test import Client
 
 from orders.apikeys import api_key_create
 from orders.balances import balance_deposit
-from spot.client import SpotClient
+from spot.client import SpotClient, signed_headers
 from tests.factories import MarketFactory, UserFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -65,8 +65,8 @@ def test_two_workers_let_through_exactly_the_limit_of_an_address_and_of_a_user(w
     cookie = {"Cookie": f"sessionid={session.cookies['sessionid'].value}"}
     web = web_server(workers=2, env=LIMITS_ON)
 
-    public = _get(web, "/api/markets")
-    reads = _get(web, "/api/balances", cookie)
+    public = _get(web, "/api/v1/markets")
+    reads = _get(web, "/api/v1/balances", cookie)
 
     assert public[200] == 10 and set(public) == {200, 429}, public
     assert reads[200] == 10 and set(reads) == {200, 429}, reads
@@ -88,9 +88,9 @@ def test_two_workers_let_through_exactly_the_trading_limit_of_a_key_and_not_of_a
         # A price of its own: two requests alike in body and millisecond would be one signature, a replay.
         price = Decimal(next(prices)) / 100
         with SpotClient(base_url, key_id, secret) as client:  # one per request: a client is not thread-safe
-            return client.place("btc_usdt", "buy", "limit", "0.01", price).status
+            return client.place("usdt", "btc", "buy", "limit", "0.01", price).status
 
-    placed = _send(web, "/api/orders", lambda: place(first.key_id, first_secret))
+    placed = _send(web, "/api/v1/orders", lambda: place(first.key_id, first_secret))
 
     assert placed[201] == 10 and set(placed) == {201, 429}, placed
     assert place(second.key_id, second_secret) == 201
@@ -98,12 +98,16 @@ def test_two_workers_let_through_exactly_the_trading_limit_of_a_key_and_not_of_a
 
 def test_an_address_blocked_for_authentication_failures_is_blocked_by_every_worker(web_server, redis_client):
     web = web_server(workers=2, env=LIMITS_ON)
-    bad_key = {"X-API-Key": "no-such-key", "X-API-Timestamp": "0", "X-API-Signature": "0" * 64}
+    path = "/api/v1/orders/pending"
+
+    def unknown_key() -> int:
+        # Well formed and fresh, so the key lookup (where a signed request's address is checked) runs.
+        return web.get(path, signed_headers("NoSuchKey0000000000000000", "not-a-secret", "GET", path)).status
 
     # The failures one at a time: a request is let in or refused before the failures of requests still
     # running are counted, so concurrent ones could fail a few more times than the limit.
-    failures = [web.get("/api/orders", bad_key).status for _ in range(5)]
-    blocked = _get(web, "/api/orders", bad_key)
+    failures = [unknown_key() for _ in range(5)]
+    blocked = _send(web, path, unknown_key)
 
     assert failures == [401] * 5
     assert set(blocked) == {429}, blocked
