@@ -78,6 +78,54 @@ def test_a_bot_places_lists_and_cancels_with_the_shipped_client(web, trader):
     client.close()
 
 
+def test_a_bot_retrying_with_its_client_order_id_gets_its_order_back_and_reads_and_cancels_it_by_that_id(web, trader):
+    key, secret = api_key_create(user=trader, label="bot", scopes="read,trade")
+    client = SpotClient(f"http://127.0.0.1:{web.port}", key.key_id, secret)
+    stop = {"price": "100.00", "base_price": "101.00", "stop_condition": "ge", "client_order_id": "bot-7 retry#1"}
+
+    first = client.place("usdt", "btc", "buy", "stop_limit", "0.5", **stop)
+    again = client.place("usdt", "btc", "buy", "stop_limit", "0.5", **stop)
+
+    assert (first.status, first.existing, first.message) == (201, False, None), first
+    order_id = first.data["id"]
+    assert (again.status, again.existing) == (200, True), again
+    assert again.message == f"an order with this client_order_id already exists (order {order_id}); nothing was placed"
+    assert (again.data["id"], again.data["client_order_id"], again.data["type"]) == (
+        order_id,
+        "bot-7 retry#1",
+        "stop_limit",
+    )
+    assert (again.data["base_price"], again.data["stop_condition"]) == ("101", "ge")
+    assert Order.objects.filter(user=trader).count() == 1
+    assert client.order(client_order_id="bot-7 retry#1").data["id"] == order_id
+    canceled = client.cancel(client_order_id="bot-7 retry#1")
+    assert (canceled.status, canceled.data) == (200, {"id": order_id, "status": "cancel_requested"})
+    client.close()
+
+
+def test_a_bot_uses_every_other_route_with_the_shipped_client(web, trader):
+    balance_deposit(user=trader, asset="btc", amount=Decimal("10"))
+    key, secret = api_key_create(user=trader, label="bot", scopes="read,trade")
+    client = SpotClient(f"http://127.0.0.1:{web.port}", key.key_id, secret)
+    orders = [
+        {"trade_type": "buy", "type": "limit", "quantity": "0.5", "price": "90.00", "ioc": 0},
+        {"trade_type": "sell", "type": "stop_market", "quantity": "0.5", "base_price": "80.00", "stop_condition": "le"},
+    ]
+
+    batch = client.place_batch("usdt", "btc", orders)
+    assert (batch.status, batch.existing, [o["type"] for o in batch.data]) == (201, False, ["limit", "stop_market"])
+    limit_id, stop_id = (o["id"] for o in batch.data)
+    history = client.history("usdt", "all", coin="btc", limit=10)
+    assert [o["id"] for o in history.data["data"]] == [stop_id, limit_id] and history.data["total"] == 2
+    assert client.transactions(currency="usdt", coin="btc").data["data"] == []
+    assert [m["coin"] for m in client.markets().data] == ["btc"]
+    by_type = client.cancel_by_type("stop_market", currency="usdt", coin="btc")
+    assert (by_type.status, by_type.data) == (200, {"count": 1, "ids": [stop_id]})
+    every = client.cancel_all(currency="usdt")
+    assert every.status == 200 and limit_id in every.data["ids"], every
+    client.close()
+
+
 def test_the_signature_covers_the_path_as_sent_percent_encoded(web, trader):
     key, secret = api_key_create(user=trader, scopes="read")
     client = SpotClient(f"http://127.0.0.1:{web.port}", key.key_id, secret)
