@@ -1,7 +1,7 @@
 """The session and API key management over HTTP, for people and for a bot's first set-up.
 
-``POST /api/session`` logs in with username and password (the one place the API hashes a password;
-``DELETE`` logs out). ``/api/keys`` lists, creates and revokes the user's keys, authenticated by the
+``POST /api/v1/session`` logs in with username and password (the one place the API hashes a password;
+``DELETE`` logs out). ``/api/v1/keys`` lists, creates and revokes the user's keys, authenticated by the
 session (with its CSRF token) or, to create a key, by username and password in the body ("password
 once"). Never by an API key: a key cannot mint keys, so a leaked trading key cannot make itself
 permanent.
@@ -30,7 +30,7 @@ from orders.schema import errors
 # JSON only: a browser sends JSON cross-site only after a CORS preflight this API never grants, so a
 # hostile page cannot log a visitor in (or out) with a form.
 JSON_ONLY = [ExactJSONParser]
-NO_SESSION = "log in first (POST /api/session), or send username and password with this request"
+NO_SESSION = "log in first (POST /api/v1/session), or send username and password with this request"
 
 
 class SessionLogin(SessionAuthentication):
@@ -38,7 +38,7 @@ class SessionLogin(SessionAuthentication):
     ``WWW-Authenticate``, as HTTP asks."""
 
     def authenticate_header(self, request: Request) -> str:
-        return 'Session realm="api", login="/api/session"'
+        return 'Session realm="api", login="/api/v1/session"'
 
 
 class LoginInput(serializers.Serializer):
@@ -86,7 +86,7 @@ SESSION_OUTPUT = inline_serializer(
 
 
 class SessionApi(APIView):
-    """``POST /api/session`` {username, password}: logs in (a session cookie) and answers the CSRF
+    """``POST /api/v1/session`` {username, password}: logs in (a session cookie) and answers the CSRF
     token the session's unsafe requests must send as ``X-CSRFToken``. ``DELETE``: logs out (204)."""
 
     authentication_classes: list[Any] = []  # login needs none; logout checks the session itself
@@ -121,8 +121,8 @@ class SessionApi(APIView):
 
 
 class KeyListCreateApi(APIView):
-    """``GET /api/keys``: the user's keys, newest first, revoked ones too (no secrets).
-    ``POST /api/keys`` {label, scopes, allowed_ips}: a new key; the answer holds its ``secret``, shown
+    """``GET /api/v1/keys``: the user's keys, newest first, revoked ones too (no secrets).
+    ``POST /api/v1/keys`` {label, scopes, allowed_ips}: a new key; the answer holds its ``secret``, shown
     this once (201)."""
 
     authentication_classes = [SessionLogin]
@@ -157,7 +157,7 @@ class KeyListCreateApi(APIView):
 
 
 class KeyDetailApi(APIView):
-    """``DELETE /api/keys/<key_id>``: revokes the user's key (204; at once on every web worker)."""
+    """``DELETE /api/v1/keys/<key_id>``: revokes the user's key (204; at once on every web worker)."""
 
     authentication_classes = [SessionLogin]
     permission_classes = [AllowAny]

@@ -362,7 +362,7 @@ def test_a_wrong_password_is_401_and_logs_nobody_in(trader):
     client = Client()
     response = login(client, password="wrong")
     assert response.status_code == 401 and response.json()["message"] == "wrong username or password"
-    assert response.headers["WWW-Authenticate"]
+    assert response.headers["WWW-Authenticate"] == 'Session realm="api", login="/api/v1/session"'
     assert client.get("/api/v1/balances").status_code == 401
 
 
