@@ -54,10 +54,6 @@ CSRF_COOKIE_SECURE = True
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [f"https://{host}" for host in ALLOWED_HOSTS])
 X_FRAME_OPTIONS = "DENY"
 
-# --- The API ------------------------------------------------------------------------------------
-# JSON only: the browsable API is a development aid (it renders forms and the user's data as HTML).
-REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]}
-
 # --- API keys -----------------------------------------------------------------------------------
 # The keys that encrypt API key secrets at rest, given explicitly: a default derived from
 # DJANGO_SECRET_KEY (as in development) would make every API key unusable when that key is rotated.

@@ -111,6 +111,16 @@ def test_without_a_settings_module_every_entry_point_loads_production_and_refuse
     assert "required by the production settings" in result.stderr, result.stderr[-2000:]
 
 
+def test_the_csrf_middleware_is_djangos_so_its_silenced_name_check_loses_nothing():
+    # settings/base.py silences security.W003, which looks for Django's class by name only.
+    from django.conf import settings
+    from django.middleware.csrf import CsrfViewMiddleware
+    from django.utils.module_loading import import_string
+
+    csrf = [import_string(name) for name in settings.MIDDLEWARE if name.endswith(".CsrfViewMiddleware")]
+    assert len(csrf) == 1 and issubclass(csrf[0], CsrfViewMiddleware)
+
+
 def test_check_deploy_is_clean_under_production_settings():
     result = _run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], **SECRETS)
 
@@ -127,4 +137,4 @@ def test_production_forces_tls_sends_hsts_and_renders_json_only():
     assert seen["plain_status"] == 301 and seen["plain_location"] == "https://spot.example/api/v1/markets"
     assert seen["health_status"] == 200  # probes reach gunicorn over plain HTTP
     assert seen["hsts"] == "max-age=31536000; includeSubDomains; preload"
-    assert seen["renderers"] == ["rest_framework.renderers.JSONRenderer"]  # no browsable API
+    assert seen["renderers"] == ["spot.envelope.EnvelopeRenderer"]  # the API's envelope; no browsable API
