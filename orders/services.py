@@ -34,6 +34,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, OperationalError, connection, transaction
 
 from matching.commands import CancelCommand, encode
+from matching.core import plain
 from matching.queue import RedisStreamOrderQueue
 from orders.balances import balance_hold, balance_rows_ensure
 from orders.errors import (
@@ -474,11 +475,9 @@ def _build(market: Market, request: OrderRequest, order_id: int, reference: Deci
     if quantity <= 0:
         raise OrderRejected("quantity must be positive", field="quantity")
     if not _multiple(quantity, market.lot_size):
-        raise OrderRejected(
-            f"quantity must be a multiple of the lot size {market.lot_size.normalize()}", field="quantity"
-        )
+        raise OrderRejected(f"quantity must be a multiple of the lot size {plain(market.lot_size)}", field="quantity")
     if quantity < market.min_quantity:
-        raise OrderRejected(f"quantity must be at least {market.min_quantity.normalize()}", field="quantity")
+        raise OrderRejected(f"quantity must be at least {plain(market.min_quantity)}", field="quantity")
     notional_step = market.tick_size * market.lot_size
     if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT):
         if price is None:
@@ -486,13 +485,9 @@ def _build(market: Market, request: OrderRequest, order_id: int, reference: Deci
         if price <= 0:
             raise OrderRejected("price must be positive", field="price")
         if not _multiple(price, market.tick_size):
-            raise OrderRejected(
-                f"price must be a multiple of the tick size {market.tick_size.normalize()}", field="price"
-            )
+            raise OrderRejected(f"price must be a multiple of the tick size {plain(market.tick_size)}", field="price")
         if price * quantity < market.min_notional:
-            raise OrderRejected(
-                f"price x quantity must be at least {market.min_notional.normalize()}", field="quantity"
-            )
+            raise OrderRejected(f"price x quantity must be at least {plain(market.min_notional)}", field="quantity")
         held = price * quantity if side == Side.BUY else quantity
     else:
         if price is not None:
@@ -542,7 +537,7 @@ def _stop_trigger(market: Market, request: OrderRequest) -> tuple[Decimal | None
         raise OrderRejected("base_price must be positive", field="base_price")
     if not _multiple(base_price, market.tick_size):
         raise OrderRejected(
-            f"base_price must be a multiple of the tick size {market.tick_size.normalize()}", field="base_price"
+            f"base_price must be a multiple of the tick size {plain(market.tick_size)}", field="base_price"
         )
     if condition not in STOP_CONDITIONS:
         raise OrderRejected("stop_condition must be ge or le", field="stop_condition")

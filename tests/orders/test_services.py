@@ -571,3 +571,26 @@ def test_lock_wait_timeouts_are_retried_and_after_the_last_retry_the_error_surfa
     assert Order.objects.count() == 0
     assert _held(user, "usdt") == 0
     assert redis_client.xlen(STREAM) == 0
+
+
+@pytest.mark.parametrize(
+    ("quantity", "price", "field", "message"),
+    [
+        ("0.2", "100", "quantity", "quantity must be at least 0.3"),
+        ("0.35", "100", "quantity", "quantity must be a multiple of the lot size 0.1"),
+        ("0.3", "105", "price", "price must be a multiple of the tick size 10"),
+        ("0.3", "10", "quantity", "price x quantity must be at least 10"),
+    ],
+)
+def test_a_refusal_names_the_market_rule_in_plain_decimals(redis_client, quantity, price, field, message):
+    # Decimal("1E+1").normalize() would print the rule as "1E+1": traders read "10".
+    market = MarketFactory(
+        tick_size=Decimal("10"),
+        lot_size=Decimal("0.1"),
+        min_quantity=Decimal("0.3000"),
+        min_notional=Decimal("10.00"),
+    )
+    with pytest.raises(OrderRejected) as refused:
+        order_place(user=_funded(), market=market, side="buy", order_type="limit", quantity=quantity, price=price)
+
+    assert (refused.value.field, refused.value.message) == (field, message)
