@@ -525,3 +525,22 @@ def test_a_stop_order_that_breaks_a_rule_is_rejected(command: str, reason: str) 
     got = events(lines(command))
 
     assert got[0]["event"] == "reject" and reason in got[0]["reason"], got[0]
+
+
+def test_a_cancel_of_a_waiting_stop_by_another_user_is_rejected_and_the_stop_still_triggers() -> None:
+    got = events(
+        lines(
+            stop(1, "buy", "1", "10", "ge"),
+            json.dumps({"op": "cancel", "id": 1, "user": 3}),
+            place(2, "sell", "2", "10"),
+            place(3, "buy", "1", "10"),
+        )
+    )
+
+    assert got[1] == {"event": "reject", "id": 1, "reason": "unknown order"}
+    assert got[-4:] == [
+        {"event": "trigger", "id": 1, "price": "10"},
+        {"event": "trade", "taker": 1, "maker": 2, "price": "10", "quantity": "1"},
+        {"event": "order", "id": 1, "status": "executed", "executed_quantity": "1"},
+        {"event": "book", "bids": [], "asks": []},
+    ]
