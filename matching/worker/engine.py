@@ -125,6 +125,9 @@ class MatchingEngine:
                 "rebuild_seconds": f"{rebuild_s:.3f}",
                 "resting": resting,
                 "stopping": len(self.stops),
+                # The start-up's statements (epoch, rebuild) are counted here, so a reader that takes
+                # this figure when the matcher has started counts only the batches' statements after it.
+                "statements": self.store.statements,
                 "started_at": f"{time.time():.6f}",
             },
         )

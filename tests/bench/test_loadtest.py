@@ -33,8 +33,9 @@ def test_the_loadtest_runs_the_real_pipeline_and_writes_the_contracts_json_and_a
     assert pipeline["invariants_ok"] is True, pipeline["problems"]
     assert pipeline["dead_lettered"] == 0
     assert pipeline["trades"] > 0
-    # --rate 0 fills the stream first, so batches are full: 4 statements per 50 commands at most.
-    assert 0 < pipeline["db_statements_per_order"] <= 0.1
+    # --rate 0 fills the stream first, so batches are full: 4 statements per 50 commands at most (the
+    # matcher's start-up, its epoch and rebuild, is not counted per order).
+    assert 0 < pipeline["db_statements_per_order"] <= 4 / 50
     assert set(pipeline) >= {"seconds", "throughput", "p50_ms", "p99_ms", "max_ms"}
     assert set(result["environment"]) >= {"cpus", "python", "mysql", "redis", "batch_size", "commit"}
     assert out.with_suffix(".png").stat().st_size > 10_000
