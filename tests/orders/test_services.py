@@ -594,3 +594,32 @@ def test_a_refusal_names_the_market_rule_in_plain_decimals(redis_client, quantit
         order_place(user=_funded(), market=market, side="buy", order_type="limit", quantity=quantity, price=price)
 
     assert (refused.value.field, refused.value.message) == (field, message)
+
+
+def test_the_rows_intake_inserts_read_back_as_the_orders_it_returned(market, redis_client):
+    # Intake writes its INSERT itself (not through bulk_create): every column must read back as the
+    # instance it returned, times included, for each shape of order.
+    trader = _funded(btc="10")
+    requests = [
+        OrderRequest(trader.pk, "buy", "limit", Decimal("0.5"), Decimal("100.25"), "ioc", client_order_id="a b~"),
+        OrderRequest(
+            trader.pk,
+            "sell",
+            "stop_limit",
+            Decimal("0.1"),
+            Decimal("90"),
+            base_price=Decimal("95"),
+            stop_condition="le",
+        ),
+        OrderRequest(trader.pk, "buy", "stop_market", Decimal("0.2"), base_price=Decimal("120"), stop_condition="ge"),
+    ]
+
+    placed = order_place_many(market=market, requests=requests)
+
+    fields = [f.attname for f in Order._meta.concrete_fields]
+    for order in placed:
+        stored = Order.objects.get(pk=order.pk)
+        assert {f: getattr(stored, f) for f in fields} == {f: getattr(order, f) for f in fields}
+        assert not order._state.adding
+    assert placed[0].created_at == placed[0].updated_at and placed[0].created_at.tzinfo is not None
+    assert [o.client_order_id for o in Order.objects.order_by("id")] == ["a b~", None, None]
