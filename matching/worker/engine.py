@@ -378,12 +378,14 @@ class MatchingEngine:
     # -- reads ---------------------------------------------------------------------------------
 
     def book_snapshot(self, levels: int | None = None) -> dict[str, object]:
-        """Aggregated depth as decimal strings, best first (the replay's ``book`` event shape)."""
+        """Aggregated depth as decimal strings, best first (the replay's ``book`` event shape), and
+        ``at``: when it was taken, in ms (the API's ``updatedAt``)."""
         assert self.matcher is not None
         spec = self.spec
         bids, asks = self.matcher.book.depth(levels)
         return {
             "market": self.market,
+            "at": time.time_ns() // 1_000_000,
             "bids": [[str(p * spec.tick_size), str(q * spec.lot_size)] for p, q in bids],
             "asks": [[str(p * spec.tick_size), str(q * spec.lot_size)] for p, q in asks],
         }

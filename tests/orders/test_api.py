@@ -3,6 +3,7 @@ by field, with real MariaDB and Redis (and a real matcher engine where orders mu
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from urllib.parse import urlencode
@@ -999,9 +1000,14 @@ def test_the_book_of_a_market_without_orders_is_empty(market):
 def test_the_book_shows_the_resting_orders_once_the_engine_ran(api, engine):
     for side, quantity, price in [("sell", "0.5", "101.00"), ("sell", "0.3", "102.50"), ("buy", "1", "99.00")]:
         ok(api.post("/api/v1/orders", _order(trade_type=side, quantity=quantity, price=price), format="json"), 201)
+    before_ms = time.time_ns() // 1_000_000
     _drain(engine)
+    after_ms = time.time_ns() // 1_000_000
+    time.sleep(0.002)
 
     data = ok(APIClient().get("/api/v1/orders/order-book", {"currency": "usdt", "coin": "btc"}))
+
+    assert before_ms <= data["updatedAt"] <= after_ms, "when the matcher took the book, not when it was read"
 
     assert data["buy"] == [{"price": "99", "quantity": "1"}]
     assert data["sell"] == [{"price": "101", "quantity": "0.5"}, {"price": "102.5", "quantity": "0.3"}]
