@@ -366,7 +366,8 @@ class OrderPlaceApi(APIView):
     )
     def post(self, request: Request) -> Response:
         data = _validated(PlaceInput, request.data)
-        market = _trading_market(data["currency"], data["coin"])
+        # Whether the market is open is the service's to say (a client_order_id retry is answered first).
+        market = _market(data["currency"], data["coin"])
         with _market_fields():
             order = order_place(
                 user=request.user,
@@ -406,7 +407,8 @@ class OrderBatchApi(APIView):
     )
     def post(self, request: Request) -> Response:
         data = _validated(BatchInput, request.data)
-        market = _trading_market(data["currency"], data["coin"])
+        # Whether the market is open is the service's to say (a client_order_id retry is answered first).
+        market = _market(data["currency"], data["coin"])
         requests = [
             OrderRequest(
                 user_id=request.user.pk,
@@ -756,15 +758,6 @@ def _market(currency: str, coin: str) -> Market:
     market = market_find(f"{coin}_{currency}")
     if market is None:
         raise _unknown_market(currency, coin)
-    return market
-
-
-def _trading_market(currency: str, coin: str) -> Market:
-    """``_market``, open for trading; 400 naming both fields when it is not."""
-    market = _market(currency, coin)
-    if not market.enabled:
-        message = f"market {market.code} is not open for trading"
-        raise MarketUnavailable(message, extra={"errors": {"currency": [message], "coin": [message]}})
     return market
 
 

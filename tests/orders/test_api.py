@@ -442,6 +442,22 @@ def test_a_retried_client_order_id_returns_the_existing_order_with_200_and_says_
     assert redis_client.xlen("orders:btc_usdt") == 1
 
 
+def test_a_retry_after_its_market_closed_still_returns_the_order_it_placed(api, trader, market, redis_client):
+    # A bot that timed out retries; meanwhile an operator closed the market. The order exists: the
+    # retry learns so (200), where a new order would be refused.
+    first = ok(api.post("/api/v1/orders", _order(client_order_id="bot-7:2"), format="json"), 201)
+    market.enabled = False
+    market.save()  # through Django: the process's market cache hears of it at once
+
+    retry = api.post("/api/v1/orders", _order(client_order_id="bot-7:2"), format="json")
+    message = f"an order with this client_order_id already exists (order {first['id']}); nothing was placed"
+    assert ok(retry, 200, message) == first
+    message, errors = error(api.post("/api/v1/orders", _order(client_order_id="bot-7:3"), format="json"), 400)
+    assert message == "market btc_usdt is not open for trading"
+    assert errors == {"currency": [message], "coin": [message]}
+    assert Order.objects.count() == 1
+
+
 def test_a_client_order_id_names_an_order_of_its_user_only(api, trader, market):
     other = UserFactory()
     balance_deposit(user=other, asset="usdt", amount=Decimal("1000"))
