@@ -68,46 +68,22 @@ class Command(BaseCommand):
             raise CommandError("--duration, --connections and --traders must be positive", returncode=2)
         if not 0 <= options["batch"] <= 50:
             raise CommandError("--batch must be between 0 and 50 (the API's batch limit)", returncode=2)
-        _require_migrated()
-        if options["open_loop"]:
-            self._open_loop(options)
-            return
-        results = httpbench.run(
-            options["market"],
-            rates=options["rates"],
-            duration=options["duration"],
-            connections=options["connections"],
-            traders=options["traders"],
-            web_workers=options["web_workers"],
-            batch=options["batch"],
-            profile=options["profile"],
-            keep=options["keep"],
-        )
-        results["environment"] = environment(0)
-        self.stdout.write(table(results))
-        if options["json"]:
-            options["json"].parent.mkdir(parents=True, exist_ok=True)
-            options["json"].write_text(json.dumps(results, indent=2) + "\n")
-        if any(run["problems"] for run in results["runs"]):
-            raise CommandError("the end state has problems (see above)", returncode=1)
-
-    def _open_loop(self, options: dict[str, Any]) -> None:
-        if any(rate <= 0 for rate in options["rates"]):
+        open_loop = options["open_loop"]
+        if open_loop and any(rate <= 0 for rate in options["rates"]):
             raise CommandError("--open-loop needs rates > 0 (requests are sent on a schedule)", returncode=2)
-        results = httpbench.run_open_loop(
-            options["market"],
-            rates=options["rates"],
-            duration=options["duration"],
-            connections=options["connections"],
-            traders=options["traders"],
-            web_workers=options["web_workers"],
-            batch=options["batch"],
-            keep=options["keep"],
-        )
+        _require_migrated()
+        common = {
+            name: options[name]
+            for name in ("rates", "duration", "connections", "traders", "web_workers", "batch", "keep")
+        }
+        if open_loop:
+            results = httpbench.run_open_loop(options["market"], **common)
+        else:
+            results = httpbench.run(options["market"], profile=options["profile"], **common)
         results["environment"] = environment(0)
-        samples = results.pop("samples")
-        self.stdout.write(open_loop_table(results))
-        if options["plot"]:
+        samples = results.pop("samples", None)
+        self.stdout.write(open_loop_table(results) if open_loop else table(results))
+        if open_loop and options["plot"]:
             options["plot"].parent.mkdir(parents=True, exist_ok=True)
             what = f"batches of {options['batch']}" if options["batch"] else "single orders"
             title = f"Signed POSTs, open loop, {what}: latency per order ({results['environment']['commit']})"
