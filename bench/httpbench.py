@@ -115,6 +115,19 @@ def _decimals(step: Decimal) -> int:
     return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
+def _market_config(market: Any) -> dict[str, Any]:
+    """The market as both load scripts read it: they compute prices in whole ticks and quantities in
+    whole lots, then format them with the market's decimals (so no float reaches an order)."""
+    return {
+        "currency": market.currency,
+        "coin": market.coin,
+        "tick": float(market.tick_size),
+        "lot": float(market.lot_size),
+        "mid": 30000,
+        "decimals": {"tick": _decimals(market.tick_size), "lot": _decimals(market.lot_size)},
+    }
+
+
 def _load(
     node: Path,
     web: Web,
@@ -128,7 +141,6 @@ def _load(
     seed: int,
     work: Path,
 ) -> dict[str, Any]:
-    market = scratch.market
     config = {
         "url": web.url,
         "path": "/api/v1/orders/batch" if batch else "/api/v1/orders",
@@ -138,14 +150,7 @@ def _load(
         "keys": keys,
         "batch": batch,
         "seed": seed,
-        "market": {
-            "currency": market.currency,
-            "coin": market.coin,
-            "tick": float(market.tick_size),  # the script computes prices in whole ticks, then formats
-            "lot": float(market.lot_size),
-            "mid": 30000,
-            "decimals": {"tick": _decimals(market.tick_size), "lot": _decimals(market.lot_size)},
-        },
+        "market": _market_config(scratch.market),
     }
     config_path = work / f"load-{seed}.json"
     config_path.write_text(json.dumps(config))
@@ -473,7 +478,6 @@ def _open_loop_load(
     seed: int,
     work: Path,
 ) -> list[Answer]:
-    market = scratch.market
     config = {
         "url": web.url,
         "rate": rate,
@@ -483,14 +487,7 @@ def _open_loop_load(
         "batch": batch,
         "seed": seed,
         "prefix": f"hb{seed}",  # client order ids: unique within the run's traders
-        "market": {
-            "currency": market.currency,
-            "coin": market.coin,
-            "tick": float(market.tick_size),  # the script computes prices in whole ticks, then formats
-            "lot": float(market.lot_size),
-            "mid": 30000,
-            "decimals": {"tick": _decimals(market.tick_size), "lot": _decimals(market.lot_size)},
-        },
+        "market": _market_config(scratch.market),
     }
     config_path = work / f"openloop-{seed}.json"
     results_path = work / f"openloop-{seed}.jsonl"
