@@ -376,7 +376,8 @@ def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bo
 
     Every success under ``/api/v1/`` is wrapped by the renderer (``spot.envelope``), so each JSON
     response schema of a 2xx becomes the envelope with the view's schema as ``data``; the ``Error``
-    component is already the error envelope. A nested serializer with ``many=True`` checks
+    component is already the error envelope, whose ``success`` and ``data`` get their one value here
+    (a field's enum would become a component of its own, and a null in one is dropped). A nested serializer with ``many=True`` checks
     ``allow_empty`` and ``max_length`` in code, not with validators, so the batch's bounds are stated
     here.
     """
@@ -391,6 +392,10 @@ def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bo
                 if content is not None and str(code).startswith("2"):
                     content["schema"] = _envelope(content["schema"])
     schemas = result.get("components", {}).get("schemas", {})
+    error = schemas.get("Error")
+    if error is not None:
+        error["properties"]["success"].update(enum=[False])
+        error["properties"]["data"].update(enum=[None])
     batch = schemas.get("PlaceOrderBatchRequest")
     if batch is not None:
         batch["properties"]["orders"].update(minItems=1, maxItems=BATCH_MAX)

@@ -92,7 +92,8 @@ def test_the_error_component_is_the_error_envelope_with_errors_by_field(schema):
 
     assert sorted(error["required"]) == ["data", "dataVersion", "errors", "message", "success"]
     assert error["properties"]["message"]["type"] == "string"
-    assert error["properties"]["success"]["type"] == "boolean"
+    assert (error["properties"]["success"]["type"], error["properties"]["success"]["enum"]) == ("boolean", [False])
+    assert (error["properties"]["data"]["nullable"], error["properties"]["data"]["enum"]) == (True, [None])
     assert error["properties"]["errors"]["additionalProperties"] == {"type": "array", "items": {"type": "string"}}
 
 
